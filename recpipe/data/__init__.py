@@ -1,0 +1,1 @@
+"""Data: canonical schema, raw-format readers, cleaning, split protocols, the sample generator."""

@@ -1,0 +1,77 @@
+"""Raw files of one format -> canonical Parquet tables, a rejects file and an ingest report.
+
+The reader streams its input into Parquet parts in a scratch folder; this module conforms the
+result to the canonical schema and sinks it to the output folder without collecting the large
+interactions table, so ingest memory does not grow with the file size.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+
+from recpipe.data.readers import ReadOptions, get_reader
+from recpipe.data.rejects import IngestError, RejectLog
+from recpipe.data.schema import conform
+from recpipe.io import atomic_path
+from recpipe.params import DatasetParams, IngestParams
+
+
+def _sink(frame, table: str, path: Path) -> None:
+    lf = conform(frame.lazy(), table)
+    with atomic_path(path) as tmp:
+        lf.sink_parquet(tmp, compression="zstd")
+
+
+def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
+    """Read `dataset` into `out_dir/{interactions,items,users}.parquet`; return the report."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    src = Path(dataset.path)
+    if not src.exists():
+        raise IngestError(
+            f"dataset.path={dataset.path!r} does not exist; point it at a folder of "
+            f"{dataset.format} files (see README: Datasets)"
+        )
+    read = get_reader(dataset.format)
+    workdir = out_dir / ".parts"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    rejects = RejectLog()
+    opts = ReadOptions(params.categories, params.workers, params.chunk_lines, params.steam_source)
+    try:
+        tables = read(src, opts, rejects, workdir)
+        # written before the threshold check, so a failed run still shows what was wrong
+        rejects.write(out_dir / "rejects.jsonl")
+        rejects.check(params.max_reject_fraction)
+
+        _sink(tables.interactions, "interactions", out_dir / "interactions.parquet")
+        inter = pl.scan_parquet(out_dir / "interactions.parquet")
+        users = tables.users
+        if users is None:
+            users = inter.select("user").unique().sort("user").with_columns(extra=pl.lit("{}"))
+        _sink(tables.items, "items", out_dir / "items.parquet")
+        _sink(users, "users", out_dir / "users.parquet")
+        side_dir = out_dir / "side"
+        shutil.rmtree(side_dir, ignore_errors=True)
+        for key, p in tables.side.items():
+            side_dir.mkdir(exist_ok=True)
+            shutil.move(str(p), side_dir / f"{key}{''.join(Path(p).suffixes)}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    counts = inter.select(
+        interactions=pl.len(), users=pl.col("user").n_unique(), items=pl.col("item").n_unique()
+    ).collect().row(0, named=True)
+    if counts["interactions"] == 0:
+        raise IngestError(f"{src}: no usable interaction was read (see {out_dir / 'rejects.jsonl'})")
+    per_domain = inter.group_by("domain").len().collect().sort("domain")
+    report = {"format": dataset.format, **counts}
+    report.update({f"domain/{d}": n for d, n in per_domain.iter_rows()})
+    report.update(rejects.summary())
+    report.update({k: int(v) for k, v in tables.stats.items()})
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report

@@ -1,0 +1,213 @@
+"""Amazon Review Data 2018 (Ni, Li, McAuley, EMNLP 2019): https://nijianmo.github.io/amazon/
+
+Files, found in `dataset.path` by their published names:
+- reviews: `<Cat>_5.json.gz` (5-core) or `<Cat>.json.gz` (all reviews); strict JSON lines with
+  `reviewerID, asin, overall, unixReviewTime, reviewTime, reviewText, summary, reviewerName,
+  verified, vote ("1,234"), style, image`; any key may be missing.
+- meta (optional per category): `meta_<Cat>.json.gz`; keys `asin, title, brand, price ("$9.99"),
+  category, description (list), ...` plus images as `image` (2020 release) or
+  `imageURL`/`imageURLHighRes` (2021 release). Meta files contain duplicate asin lines.
+
+Each category becomes a domain, so several categories in one folder is multi-domain data.
+Reviews stream through polars' NDJSON parser chunk by chunk into Parquet parts (bounded
+memory); meta lines go through orjson so unknown keys can be kept verbatim in `extra`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from recpipe.data.lines import iter_chunks, parse_json_chunk
+from recpipe.data.readers import ReadOptions, Tables, find_files
+from recpipe.data.rejects import RejectLog
+
+REVIEW_SCHEMA = {
+    "reviewerID": pl.String,
+    "asin": pl.String,
+    "overall": pl.Float64,
+    "unixReviewTime": pl.Int64,
+    "reviewTime": pl.String,
+    "reviewText": pl.String,
+    "summary": pl.String,
+    "reviewerName": pl.String,
+    "verified": pl.Boolean,
+    "vote": pl.String,
+    "style": pl.String,  # an object in the file; polars keeps it as its JSON text
+}
+META_FIELDS = {"asin", "title", "brand", "price", "category", "description", "domain"}
+_PRICE = re.compile(r"^\s*\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)")
+
+
+def category_of(path: Path) -> str:
+    """`Gift_Cards_5.json.gz` -> `Gift_Cards`; `meta_Gift_Cards.json.gz` -> `Gift_Cards`."""
+    name = path.name.split(".")[0]
+    name = name.removeprefix("meta_").removeprefix("reviews_")
+    return re.sub(r"_5$", "", name)
+
+
+def review_files(folder: Path, opts: ReadOptions) -> list[Path]:
+    files = find_files(folder, ["*.json.gz", "*.json"], "Amazon 2018 review file (<Cat>_5.json.gz)")
+    files = [f for f in files if not f.name.startswith("meta_")]
+    if opts.categories:
+        files = [f for f in files if category_of(f) in opts.categories]
+    if not files:
+        from recpipe.data.rejects import IngestError
+
+        raise IngestError(
+            f"no review file in {folder} for ingest.categories={opts.categories}; "
+            f"expected <Cat>_5.json.gz for each category"
+        )
+    return files
+
+
+def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Tables:
+    path = Path(path)
+    parts: list[Path] = []
+    stats: dict[str, int] = {}
+    for f in review_files(path, opts):
+        parts += _read_reviews(f, category_of(f), opts.chunk_lines, rejects, workdir)
+    interactions = pl.scan_parquet(parts)
+
+    metas = []
+    for f in review_files(path, opts):
+        cat = category_of(f)
+        meta = next((m for m in sorted(path.glob(f"meta_{cat}.json*")) if m.is_file()), None)
+        if meta is None:
+            stats[f"meta_missing/{cat}"] = 1
+            continue
+        metas.append(_read_meta(meta, cat, opts.chunk_lines, rejects, workdir, stats))
+    items = _items_for_reviews(interactions, metas, stats)
+    return Tables(interactions=interactions, items=items, users=None, stats=stats)
+
+
+def _read_reviews(f: Path, cat: str, chunk: int, rejects: RejectLog, workdir: Path) -> list[Path]:
+    parts = []
+    n_lines = 0
+    for k, (nums, lines) in enumerate(iter_chunks(f, chunk)):
+        n_lines = nums[-1]
+        df = parse_json_chunk(nums, lines, REVIEW_SCHEMA, f.name, rejects)
+        when = pl.col("reviewTime").str.strptime(pl.Date, "%m %d, %Y", strict=False)
+        df = df.with_columns(
+            ts=pl.coalesce("unixReviewTime", when.cast(pl.Datetime("ms")).dt.epoch("s"))
+        )
+        text = dict(zip(nums, lines))
+        ok = pl.lit(True)
+        for col, reason in (
+            ("reviewerID", "missing required field"),
+            ("asin", "missing required field"),
+            ("ts", "missing or unparsable review time"),
+        ):
+            bad = df.filter(ok & pl.col(col).is_null())["__line"].to_list()
+            for n in bad:
+                field = "unixReviewTime" if col == "ts" else col
+                rejects.add(f.name, n, reason, field=field, text=text[n])
+            ok = ok & pl.col(col).is_not_null()
+        df = df.filter(ok)
+        vote = pl.col("vote").str.replace_all(",", "").str.strip_chars().cast(pl.Int64, strict=False)
+        out = df.select(
+            user=pl.col("reviewerID"),
+            item=pl.col("asin"),
+            rating=pl.col("overall").cast(pl.Float32),
+            ts=pl.col("ts"),
+            review=pl.col("reviewText"),
+            domain=pl.lit(cat),
+            extra=pl.struct(
+                pl.col("summary"),
+                vote.alias("vote"),
+                pl.col("verified"),
+                pl.col("reviewerName"),
+                pl.col("style"),
+            ).struct.json_encode(),
+        )
+        part = workdir / f"reviews-{cat}-{k:05d}.parquet"
+        out.write_parquet(part)
+        parts.append(part)
+    rejects.count_lines(f, n_lines)
+    return parts
+
+
+def parse_price(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        m = _PRICE.match(value)
+        if m:
+            return float(m.group(1).replace(",", ""))
+    return None
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return " ".join(str(v).strip() for v in value if v is not None and str(v).strip())
+    return str(value)
+
+
+def _read_meta(meta: Path, cat: str, chunk: int, rejects, workdir: Path, stats) -> Path:
+    import orjson
+
+    rows = []
+    n_lines = 0
+    for nums, lines in iter_chunks(meta, chunk):
+        n_lines = nums[-1]
+        for n, line in zip(nums, lines):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                rejects.add(meta.name, n, f"malformed JSON: {e}", text=line)
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
+                rejects.add(meta.name, n, "missing required field", field="asin", text=line)
+                continue
+            extra = {k: v for k, v in obj.items() if k not in META_FIELDS}
+            # the two published releases name image lists differently; expose one key
+            images = obj.get("imageURLHighRes") or obj.get("imageURL") or obj.get("image")
+            if images:
+                extra["image_urls"] = images
+            price = parse_price(obj.get("price"))
+            if price is None and obj.get("price"):
+                extra["price_raw"] = obj.get("price")
+            cats = obj.get("category")
+            rows.append(
+                {
+                    "item": obj["asin"],
+                    "title": _text(obj.get("title")),
+                    "description": _text(obj.get("description")),
+                    "categories": [str(c) for c in cats] if isinstance(cats, list) else [],
+                    "brand": _text(obj.get("brand")),
+                    "price": price,
+                    "domain": cat,
+                    "extra": orjson.dumps(extra).decode(),
+                }
+            )
+    rejects.count_lines(meta, n_lines)
+    schema = {
+        "item": pl.String, "title": pl.String, "description": pl.String,
+        "categories": pl.List(pl.String), "brand": pl.String, "price": pl.Float64,
+        "domain": pl.String, "extra": pl.String,
+    }
+    df = pl.DataFrame(rows, schema=schema)
+    dups = df.height - df["item"].n_unique()
+    stats[f"meta_duplicate_asins/{cat}"] = dups
+    df = df.unique("item", keep="first", maintain_order=True)
+    part = workdir / f"meta-{cat}.parquet"
+    df.write_parquet(part)
+    return part
+
+
+def _items_for_reviews(interactions: pl.LazyFrame, metas: list[Path], stats) -> pl.DataFrame:
+    """One row per reviewed item: its meta when some category has it, else a bare row."""
+    reviewed = interactions.group_by("item").agg(pl.col("domain").first()).collect()
+    if metas:
+        meta = pl.concat([pl.read_parquet(m) for m in metas]).unique("item", keep="first")
+    else:
+        meta = pl.DataFrame(schema={"item": pl.String, "domain": pl.String})
+    items = reviewed.join(meta.drop("domain"), on="item", how="left")
+    has_meta = reviewed.join(meta.select("item"), on="item", how="semi").height
+    stats["items_without_meta"] = reviewed.height - has_meta
+    stats["meta_items_without_reviews"] = meta.height - has_meta
+    return items

@@ -1,0 +1,53 @@
+"""Stage `split`: data/interim -> cleaned, split, integer-indexed tables in data/processed.
+
+Reads params: split, seed. Writes data/processed/ and metrics/dataset.json (dataset
+statistics, with the ingest report's reject counts merged in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from recpipe.config import ParamError, load_params, section
+from recpipe.data.processed import build
+from recpipe.data.rejects import IngestError
+from recpipe.io import read_json, write_json
+from recpipe.params import SplitParams
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--interim", default="data/interim")
+    ap.add_argument("--out", default="data/processed")
+    ap.add_argument("--ingest-report", default="metrics/ingest.json")
+    ap.add_argument("--metrics", default="metrics/dataset.json")
+    args = ap.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        cfg = section(params, "split", SplitParams)
+        seed = params.get("seed", 2023)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ParamError(f"seed: {seed!r} is not an integer")
+        print(f"split: protocol={cfg.protocol} seed={seed}", flush=True)
+        report = build(Path(args.interim), Path(args.out), cfg, seed)
+    except (ParamError, IngestError) as e:
+        print(f"split failed: {e}", file=sys.stderr)
+        return 2
+    ingest = Path(args.ingest_report)
+    if ingest.exists():
+        rep = read_json(ingest)
+        report["rejects"] = rep.get("rejects", 0)
+        report.update({k: v for k, v in rep.items() if k.startswith("rejects/")})
+    write_json(args.metrics, report)
+    print(
+        f"split: {report['users']:,} users, {report['items']:,} items, train/valid/test = "
+        f"{report['train']:,}/{report['valid']:,}/{report['test']:,}, density {report['density']:.5f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
