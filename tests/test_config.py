@@ -1,0 +1,47 @@
+"""Typed params: unknown keys, wrong types and out-of-range values stop with a clear message."""
+
+import pytest
+
+from recpipe.config import ParamError, load_params, parse, section
+from recpipe.params import DatasetParams, IngestParams, SplitParams
+from conftest import ROOT
+
+
+def test_project_params_parse_with_defaults_documented():
+    params = load_params(ROOT / "params.yaml")
+    assert section(params, "dataset", DatasetParams).format == "amazon2018"
+    split = section(params, "split", SplitParams)
+    assert split.protocol == "random" and split.ratios == [0.6, 0.2, 0.2]
+    assert section(params, "ingest", IngestParams).max_reject_fraction == 0.01
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"protocl": "loo"}, "split: unknown key(s) protocl"),
+        ({"protocol": "bogus"}, "split.protocol: 'bogus' is not allowed; choose one of 'random'"),
+        ({"user_core": "5"}, "split.user_core: '5' is not an integer"),
+        ({"user_core": -1}, "split.user_core: -1 must be >= 0"),
+        ({"sample_users": 0.0}, "split.sample_users: 0.0 must be > 0.0"),
+        ({"ratios": [0.5, 0.5]}, "split.ratios: [0.5, 0.5] must be 3 numbers summing to 1"),
+        ({"temporal_valid": 1.5}, "split.temporal_valid: quantile 1.5 must be in (0, 1)"),
+        ({"min_rating": "high"}, "split.min_rating: 'high' is not float or None"),
+    ],
+)
+def test_bad_split_values_name_key_value_and_allowed(data, message):
+    with pytest.raises(ParamError) as e:
+        parse(SplitParams, data, prefix="split")
+    assert message in str(e.value)
+
+
+def test_valid_values_are_coerced():
+    p = parse(SplitParams, {"min_rating": 3, "temporal_test": "2022-07-16"}, prefix="split")
+    assert p.min_rating == 3.0 and isinstance(p.min_rating, float)
+    assert p.temporal_test == "2022-07-16"
+    with pytest.raises(ParamError, match="dataset.format: 'csv' is not allowed"):
+        parse(DatasetParams, {"format": "csv"}, prefix="dataset")
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(ParamError, match="split: expected a mapping"):
+        section({"split": "loo"}, "split", SplitParams)

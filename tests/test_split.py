@@ -1,0 +1,121 @@
+"""Cleaning and split protocols, checked on real shared data."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import shared_path
+from recpipe.config import parse
+from recpipe.data.clean import clean, kcore
+from recpipe.data.ingest import ingest
+from recpipe.data.processed import build
+from recpipe.data.rejects import IngestError
+from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+
+def interim(tmp_path: Path, folder: Path, fmt: str = "amazon2018") -> Path:
+    out = tmp_path / "interim"
+    ingest(DatasetParams(format=fmt, path=str(folder)), IngestParams(), out)
+    return out
+
+
+def run(tmp_path, src: Path, seed=7, name="p", **split):
+    out = tmp_path / name
+    report = build(src, out, parse(SplitParams, split, prefix="split"), seed)
+    parts = {s: pl.read_parquet(out / f"{s}.parquet") for s in ("train", "valid", "test")}
+    return report, parts, out
+
+
+def pairs(df):
+    return set(zip(df["uid"].to_list(), df["iid"].to_list()))
+
+
+@pytest.fixture(scope="module")
+def gift(tmp_path_factory):
+    return interim(tmp_path_factory.mktemp("gift"), shared_path("amazon2018_gift_cards"))
+
+
+def test_random_split_is_disjoint_covered_and_seeded(gift, tmp_path):
+    rep, parts, out = run(tmp_path, gift, protocol="random")
+    tr, va, te = parts["train"], parts["valid"], parts["test"]
+    assert not (pairs(tr) & pairs(va)) and not (pairs(tr) & pairs(te)) and not (pairs(va) & pairs(te))
+    n = rep["interactions"]
+    assert tr.height + va.height + te.height == n
+    assert 0.55 < tr.height / n < 0.68 and 0.15 < te.height / n < 0.25
+    assert tr["uid"].n_unique() == rep["users"] and tr["iid"].n_unique() == rep["items"]
+    assert rep["removed/duplicate_pairs"] == 2972 - 2965
+    same, parts2, _ = run(tmp_path, gift, name="again", protocol="random")
+    assert parts2["test"].equals(te)
+    _, other, _ = run(tmp_path, gift, seed=8, name="other", protocol="random")
+    assert not other["test"].equals(te)
+    umap = pl.read_parquet(out / "user_map.parquet")
+    assert umap["uid"].to_list() == list(range(rep["users"]))
+    assert umap["user"].to_list() == sorted(umap["user"].to_list())
+
+
+def test_redraw_guarantee_records_the_seed(gift, tmp_path):
+    rep, parts, _ = run(tmp_path, gift, protocol="random", guarantee="redraw", user_core=0, item_core=0)
+    assert parts["train"]["uid"].n_unique() == rep["users"]
+    assert rep["split/seed_used"] >= 7
+
+
+def test_loo_puts_each_users_latest_interaction_in_test(gift, tmp_path):
+    rep, parts, out = run(tmp_path, gift, protocol="loo")
+    inter = pl.read_parquet(out / "interactions.parquet")
+    latest = inter.group_by("uid").agg(pl.col("ts").max().alias("last"))
+    te = parts["test"].join(latest, on="uid")
+    assert te.height == rep["users"] == parts["valid"].height
+    assert (te["ts"] == te["last"]).all()
+    tr_last = parts["train"].group_by("uid").agg(pl.col("ts").max())
+    va = parts["valid"].join(tr_last, on="uid", suffix="_tr").join(parts["test"], on="uid", suffix="_te")
+    assert ((va["ts_tr"] <= va["ts"]) & (va["ts"] <= va["ts_te"])).all()
+
+
+def test_loo_truncation_keeps_last_n(gift, tmp_path):
+    rep, parts, _ = run(tmp_path, gift, protocol="loo", loo_max_len=4)
+    assert parts["train"].group_by("uid").len()["len"].max() == 2
+    assert rep["split/truncated"] > 0
+
+
+def test_user_ratio_gives_every_user_valid_and_test(gift, tmp_path):
+    rep, parts, _ = run(tmp_path, gift, protocol="user_ratio", ratios=[0.8, 0.1, 0.1])
+    assert parts["valid"]["uid"].n_unique() == rep["users"] == parts["test"]["uid"].n_unique()
+    assert not (pairs(parts["train"]) & pairs(parts["test"]))
+
+
+def test_temporal_thresholds_order_the_splits(gift, tmp_path):
+    rep, parts, _ = run(tmp_path, gift, protocol="temporal", temporal_valid=0.5, temporal_test="2017-06-01")
+    assert parts["train"]["ts"].max() < rep["split/t_valid"] <= parts["valid"]["ts"].min()
+    assert parts["valid"]["ts"].max() < rep["split/t_test"] == 1496275200 <= parts["test"]["ts"].min()
+
+
+def test_cleaning_order_and_counts(tmp_path):
+    src = interim(tmp_path, shared_path("amazon2018_reviews_only"))
+    df = pl.read_parquet(src / "interactions.parquet")
+    p = parse(SplitParams, {"domains": ["Appliances"], "user_core": 0, "item_core": 0}, prefix="split")
+    out, stats, _ = clean(df, p, 0)
+    assert out.select(pl.struct("user", "item").n_unique()).item() == out.height == 183
+    assert set(out["domain"]) == {"Appliances"} and stats["removed/domain"] > 3000
+    # the data README: 2,071 of Appliances' 2,277 lines are exact duplicates
+    assert stats["removed/exact_duplicates"] >= 2071 - 68
+    with pytest.raises(IngestError, match="not in the data"):
+        clean(df, parse(SplitParams, {"domains": ["Books"]}, prefix="split"), 0)
+    with pytest.raises(IngestError, match="lower split.user_core"):
+        clean(df, parse(SplitParams, {"user_core": 500}, prefix="split"), 0)
+
+
+def test_min_rating_and_user_sampling_are_saved(gift, tmp_path):
+    rep, parts, out = run(tmp_path, gift, min_rating=3, sample_users=0.5, user_core=2, item_core=2)
+    assert rep["removed/rating"] == 22 + 11
+    sampled = pl.read_parquet(out / "sampled_users.parquet")
+    assert 0.49 * 458 <= sampled.height <= 0.51 * 458  # half of the users left after min_rating
+    kept = pl.read_parquet(out / "user_map.parquet")["user"]
+    assert kept.is_in(sampled["user"].implode()).all()
+
+
+def test_kcore_iterates_to_a_fixed_point():
+    df = pl.DataFrame({"user": list("aaabbbcc"), "item": list("xyzxyzxq")})
+    out = kcore(df, 2, 2)
+    # q has one interaction -> removed; then c has one -> removed; then x,y,z have 2 each
+    assert sorted(out["user"].unique()) == ["a", "b"] and out.height == 6
