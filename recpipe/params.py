@@ -32,8 +32,10 @@ class IngestParams:
     categories: list[str] = field(default_factory=list)
     # processes for Python-literal parsing (Steam, Amazon 2014 meta); 0 = all cores
     workers: int = field(default=0, metadata=rng(0))
-    # lines per streamed chunk: bounds memory on large files
+    # lines per chunk for line-by-line parsers (Python literals, meta files): bounds memory
     chunk_lines: int = field(default=200_000, metadata=rng(1000))
+    # MiB of decompressed text per block for JSON-lines reviews (polars fast path): bounds memory
+    chunk_mb: float = field(default=32.0, metadata=rng(0.0, 4096.0, lo_open=True))
     # Steam interactions: auto picks the first present of reviews, australian_reviews, australian_items
     steam_source: str = field(
         default="auto", metadata=choice("auto", "reviews", "australian_reviews", "australian_items")

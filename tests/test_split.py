@@ -119,3 +119,24 @@ def test_kcore_iterates_to_a_fixed_point():
     out = kcore(df, 2, 2)
     # q has one interaction -> removed; then c has one -> removed; then x,y,z have 2 each
     assert sorted(out["user"].unique()) == ["a", "b"] and out.height == 6
+
+
+def test_rlmrec_protocol_reproduces_the_release_exactly(tmp_path):
+    src = interim(tmp_path, shared_path("rlmrec", "amazon"), fmt="rlmrec")
+    rep, parts, out = run(tmp_path, src, protocol="rlmrec")
+    assert (rep["users"], rep["items"]) == (11_000, 9_332)
+    assert (rep["train"], rep["valid"], rep["test"]) == (120_464, 40_290, 40_106)
+    assert not (pairs(parts["train"]) & pairs(parts["test"]))
+    # ids stay the release's ids: uid 0 is the mapper's first reviewerID
+    umap = pl.read_parquet(out / "user_map.parquet")
+    first = shared_path("rlmrec", "mapper", "amazon_user.json").read_text().splitlines()[0]
+    assert umap.row(0) == (0, __import__("json").loads(first)["reviewerID"])
+    from recpipe.data.safe_pickle import safe_load
+
+    tst = safe_load(shared_path("rlmrec", "amazon", "tst_mat.pkl")).tocoo()
+    assert pairs(parts["test"]) == set(zip(tst.row.tolist(), tst.col.tolist()))
+
+
+def test_rlmrec_protocol_needs_a_pre_split_release(gift, tmp_path):
+    with pytest.raises(IngestError, match="has none"):
+        run(tmp_path, gift, protocol="rlmrec")

@@ -41,7 +41,9 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     rejects = RejectLog()
-    opts = ReadOptions(params.categories, params.workers, params.chunk_lines, params.steam_source)
+    opts = ReadOptions(
+        params.categories, params.workers, params.chunk_lines, params.steam_source, params.chunk_mb
+    )
     try:
         tables = read(src, opts, rejects, workdir)
         # written before the threshold check, so a failed run still shows what was wrong

@@ -37,8 +37,9 @@ class ReadOptions:
 
     categories: list[str] = field(default_factory=list)  # empty: every category in the folder
     workers: int = 0  # processes for Python-literal parsing; 0 = all cores
-    chunk_lines: int = 200_000  # lines per streamed chunk (bounds memory)
+    chunk_lines: int = 200_000  # lines per chunk for line-by-line parsers (bounds memory)
     steam_source: str = "auto"  # which Steam interaction file to use
+    chunk_mb: float = 32.0  # MiB of decompressed text per block for the NDJSON fast path
 
 
 @dataclass

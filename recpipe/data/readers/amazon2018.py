@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.lines import iter_chunks, parse_json_chunk
+from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import RejectLog
 
@@ -68,7 +68,7 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     parts: list[Path] = []
     stats: dict[str, int] = {}
     for f in review_files(path, opts):
-        parts += _read_reviews(f, category_of(f), opts.chunk_lines, rejects, workdir)
+        parts += _read_reviews(f, category_of(f), int(opts.chunk_mb * 2**20), rejects, workdir)
     interactions = pl.scan_parquet(parts)
 
     metas = []
@@ -83,29 +83,17 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     return Tables(interactions=interactions, items=items, users=None, stats=stats)
 
 
-def _read_reviews(f: Path, cat: str, chunk: int, rejects: RejectLog, workdir: Path) -> list[Path]:
+def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog, workdir: Path) -> list[Path]:
     parts = []
     n_lines = 0
-    for k, (nums, lines) in enumerate(iter_chunks(f, chunk)):
-        n_lines = nums[-1]
-        df = parse_json_chunk(nums, lines, REVIEW_SCHEMA, f.name, rejects)
-        when = pl.col("reviewTime").str.strptime(pl.Date, "%m %d, %Y", strict=False)
-        df = df.with_columns(
-            ts=pl.coalesce("unixReviewTime", when.cast(pl.Datetime("ms")).dt.epoch("s"))
-        )
-        text = dict(zip(nums, lines))
-        ok = pl.lit(True)
-        for col, reason in (
-            ("reviewerID", "missing required field"),
-            ("asin", "missing required field"),
-            ("ts", "missing or unparsable review time"),
-        ):
-            bad = df.filter(ok & pl.col(col).is_null())["__line"].to_list()
-            for n in bad:
-                field = "unixReviewTime" if col == "ts" else col
-                rejects.add(f.name, n, reason, field=field, text=text[n])
-            ok = ok & pl.col(col).is_not_null()
-        df = df.filter(ok)
+    for k, (first, n, data) in enumerate(iter_blocks(f, block)):
+        n_lines = first + n - 1
+        df = parse_json_block(first, n, data, REVIEW_SCHEMA, f.name, rejects)
+        df = df.rename({"unixReviewTime": "ts"})
+        if df["ts"].null_count():  # older dumps: fall back to the "MM DD, YYYY" string
+            when = pl.col("reviewTime").str.strptime(pl.Date, "%m %d, %Y", strict=False)
+            df = df.with_columns(ts=pl.coalesce("ts", when.cast(pl.Datetime("ms")).dt.epoch("s")))
+        df = _drop_incomplete(df, f.name, first, data, rejects)
         vote = pl.col("vote").str.replace_all(",", "").str.strip_chars().cast(pl.Int64, strict=False)
         out = df.select(
             user=pl.col("reviewerID"),
@@ -123,10 +111,30 @@ def _read_reviews(f: Path, cat: str, chunk: int, rejects: RejectLog, workdir: Pa
             ).struct.json_encode(),
         )
         part = workdir / f"reviews-{cat}-{k:05d}.parquet"
-        out.write_parquet(part)
+        # scratch parts: fast compression, they are rewritten (zstd) by the ingest stage
+        out.write_parquet(part, compression="lz4", statistics=False)
         parts.append(part)
     rejects.count_lines(f, n_lines)
     return parts
+
+
+def _drop_incomplete(df: pl.DataFrame, file: str, first: int, data: bytes, rejects) -> pl.DataFrame:
+    """Reject rows lacking a user, an item or a time, naming the field."""
+    required = (("reviewerID", "reviewerID"), ("asin", "asin"), ("ts", "unixReviewTime"))
+    if not any(df[c].null_count() for c, _ in required):
+        return df
+    ok = pl.lit(True)
+    for col, field in required:
+        for n in df.filter(ok & pl.col(col).is_null())["__line"].to_list():
+            reason = "missing or unparsable review time" if col == "ts" else "missing required field"
+            rejects.add(file, n, reason, field=field, text=_line(data, first, n))
+        ok = ok & pl.col(col).is_not_null()
+    return df.filter(ok)
+
+
+def _line(block: bytes, first: int, n: int) -> bytes:
+    """Line `n` of a block whose first line is `first` (only called for rejected lines)."""
+    return block.split(b"\n", n - first + 1)[n - first]
 
 
 def parse_price(value) -> float | None:

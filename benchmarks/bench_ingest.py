@@ -1,0 +1,114 @@
+"""Amazon 2018 review ingestion: recpipe's streaming reader vs a plain json.loads + pandas loop.
+
+Builds a large `<Cat>_5.json.gz` by repeating a real one (default: the shared Gift Cards file
+to >= 2 M lines), then runs each reader in its own subprocess and reports lines/s and peak
+RSS (ru_maxrss of the child). Both readers end with the same table on disk as Parquet.
+Peak memory is also measured at a quarter of the size, to show whether it grows with the file.
+
+    python benchmarks/bench_ingest.py                 # 2 M lines (about 3 minutes)
+    python benchmarks/bench_ingest.py --lines 200000  # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SRC = ROOT.parent / "shared" / "data" / "amazon2018_gift_cards" / "Gift_Cards_5.json.gz"
+
+
+def make_file(src: Path, dst: Path, n_lines: int) -> int:
+    lines = [ln for ln in gzip.open(src, "rb").read().splitlines() if ln.strip()]
+    written = 0
+    with gzip.open(dst, "wb", compresslevel=1) as f:
+        while written < n_lines:
+            chunk = lines[: n_lines - written]
+            f.write(b"\n".join(chunk) + b"\n")
+            written += len(chunk)
+    return written
+
+
+def run_recpipe(folder: str, out: str) -> None:
+    from recpipe.data.ingest import ingest
+    from recpipe.params import DatasetParams, IngestParams
+
+    ingest(DatasetParams(format="amazon2018", path=folder), IngestParams(), Path(out))
+
+
+def run_baseline(folder: str, out: str) -> None:
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(folder).glob("*_5.json.gz")):
+        with gzip.open(path, "rt") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                rows.append(
+                    {
+                        "user": r.get("reviewerID"),
+                        "item": r.get("asin"),
+                        "rating": r.get("overall"),
+                        "ts": r.get("unixReviewTime"),
+                        "review": r.get("reviewText"),
+                        "domain": path.name.split("_5")[0],
+                    }
+                )
+    df = pd.DataFrame(rows)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    df.to_parquet(Path(out) / "interactions.parquet")
+
+
+def measure(kind: str, folder: Path, out: Path) -> tuple[float, float]:
+    """Run one reader in a fresh process; return (seconds, peak RSS in MiB)."""
+    code = (
+        f"import sys, time, resource; sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
+        f"import bench_ingest as b; t = time.perf_counter();"
+        f"b.run_{kind}({str(folder)!r}, {str(out)!r});"
+        f"print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    secs, rss_kb = res.stdout.split()[-2:]
+    return float(secs), int(rss_kb) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--src", type=Path, default=DEFAULT_SRC)
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    args = ap.parse_args()
+    if not args.src.exists():
+        sys.exit(f"source file {args.src} not found (needs ../shared/data beside the repo)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        results = {}
+        for label, n in (("quarter", args.lines // 4), ("full", args.lines)):
+            folder = tmp / label
+            folder.mkdir()
+            make_file(args.src, folder / "Big_5.json.gz", n)
+            mb = (folder / "Big_5.json.gz").stat().st_size / 2**20
+            print(f"{label}: {n:,} lines, {mb:.0f} MiB gzipped", flush=True)
+            kinds = ("recpipe", "baseline") if label == "full" else ("recpipe",)
+            for kind in kinds:
+                secs, rss = measure(kind, folder, tmp / f"out-{kind}-{label}")
+                results[(kind, label)] = (n / secs, rss)
+                print(f"  {kind:9s} {n / secs:>12,.0f} lines/s   peak RSS {rss:8.0f} MiB", flush=True)
+        ours, base = results[("recpipe", "full")], results[("baseline", "full")]
+        print(f"\nspeed-up vs json.loads + pandas: {ours[0] / base[0]:.1f}x (target >= 5x)")
+        print(f"peak RSS: recpipe {ours[1]:.0f} MiB vs baseline {base[1]:.0f} MiB")
+        q = results[("recpipe", "quarter")][1]
+        print(f"recpipe peak RSS at 1/4 size {q:.0f} MiB vs full size {ours[1]:.0f} MiB "
+              f"(ratio {ours[1] / q:.2f}; 1.0 = does not grow with the file)")
+
+
+if __name__ == "__main__":
+    main()
