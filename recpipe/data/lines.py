@@ -243,16 +243,16 @@ def map_chunks(
             yield fn(nums, lines)
         return
     import multiprocessing as mp
+    from collections import deque
 
     # spawn, not fork: polars (and later torch) hold thread pools that fork can deadlock.
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        yield from pool.imap(_star(fn), chunks, chunksize=1)
-
-
-class _star:
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, args):
-        return self.fn(*args)
+        # a bounded window of chunks in flight (Pool.imap would read the whole file ahead)
+        window: deque = deque()
+        for nums, lines in chunks:
+            window.append(pool.apply_async(fn, (nums, lines)))
+            if len(window) >= 2 * workers:
+                yield window.popleft().get()
+        while window:
+            yield window.popleft().get()
