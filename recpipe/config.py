@@ -104,9 +104,11 @@ def _coerce(value: Any, tp, key: str):
 def _check_meta(value, meta, key: str) -> None:
     if value is None:
         return
-    if "choices" in meta and value not in meta["choices"]:
-        allowed = ", ".join(repr(c) for c in meta["choices"])
-        raise ParamError(f"{key}: {value!r} is not allowed; choose one of {allowed}")
+    if "choices" in meta:
+        for v in value if isinstance(value, list) else [value]:
+            if v not in meta["choices"]:
+                allowed = ", ".join(repr(c) for c in meta["choices"])
+                raise ParamError(f"{key}: {v!r} is not allowed; choose one of {allowed}")
     if "range" in meta:
         lo, hi, lo_open = meta["range"]
         vals = value if isinstance(value, list) else [value]

@@ -50,7 +50,9 @@ def category_of(path: Path) -> str:
 
 def review_files(folder: Path, opts: ReadOptions) -> list[Path]:
     files = find_files(folder, ["*.json.gz", "*.json"], "Amazon 2018 review file (<Cat>_5.json.gz)")
-    files = [f for f in files if not f.name.startswith("meta_")]
+    # Amazon category names start with a capital (Books, AMAZON_FASHION); this skips meta files
+    # and bookkeeping such as the sample generator's generator.json
+    files = [f for f in files if not f.name.startswith("meta_") and category_of(f)[:1].isupper()]
     if opts.categories:
         files = [f for f in files if category_of(f) in opts.categories]
     if not files:
@@ -65,6 +67,7 @@ def review_files(folder: Path, opts: ReadOptions) -> list[Path]:
 
 def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Tables:
     path = Path(path)
+    workdir.mkdir(parents=True, exist_ok=True)
     parts: list[Path] = []
     stats: dict[str, int] = {}
     for f in review_files(path, opts):

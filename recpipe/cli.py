@@ -1,0 +1,69 @@
+"""`recpipe` command: small helpers around the DVC pipeline.
+
+    recpipe formats                      # raw formats and the files each reader expects
+    recpipe preset hellm                 # -S flags of a paper preset, for dvc exp run
+    recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+
+def _formats(_args) -> int:
+    from recpipe.data.readers import READERS
+
+    for name, module in READERS.items():
+        doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()
+        print(f"{name:11s} {doc[0] if doc else ''}")
+    return 0
+
+
+def _preset(args) -> int:
+    from recpipe.presets import PRESETS, flags
+
+    if args.name is None:
+        for name in PRESETS:
+            print(f"{name:15s} " + " ".join(flags(name)))
+        return 0
+    try:
+        # unquoted on purpose: `dvc exp run $(recpipe preset NAME)` splits on spaces, and no
+        # preset value contains one
+        print(" ".join(flags(args.name)))
+    except KeyError as e:
+        print(e.args[0], file=sys.stderr)
+        return 2
+    return 0
+
+
+def _export_recbole(args) -> int:
+    from recpipe.data.recbole_export import export_recbole
+
+    out = Path(args.out or f"exports/recbole/{args.name}")
+    for p in export_recbole(Path(args.processed), out, args.name):
+        print(p)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="recpipe", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("formats", help="list raw formats").set_defaults(fn=_formats)
+    p = sub.add_parser("preset", help="print a paper preset as dvc exp run -S flags")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(fn=_preset)
+    p = sub.add_parser("export-recbole", help="write RecBole atomic files from data/processed")
+    p.add_argument("--processed", default="data/processed")
+    p.add_argument("--name", required=True, help="dataset name (file prefix)")
+    p.add_argument("--out", help="output folder (default exports/recbole/NAME)")
+    p.set_defaults(fn=_export_recbole)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
