@@ -1,0 +1,104 @@
+"""The real DVC pipeline in a temporary git repo: `dvc repro`, `dvc exp run -S`, metrics.
+
+The repo's dvc.yaml, params.yaml, stages/ and recpipe/ are copied into a fresh git + DVC
+repo; the sample is shrunk so the whole DAG runs in seconds. Stage commands call `python`,
+so the interpreter running the tests is put first on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, shared_path
+
+SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
+
+
+def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(
+        DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid",
+        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t.invalid",
+    )
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    for name in ("stages", "recpipe"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sample"].update(SMALL_SAMPLE)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "init")
+    return repo
+
+
+def metrics(repo: Path) -> dict:
+    return json.loads((repo / "metrics" / "dataset.json").read_text())
+
+
+def test_repro_runs_the_dag_on_the_embedded_sample(repo):
+    res = sh(repo, "dvc", "repro")
+    for stage in ("sample", "ingest", "split"):
+        assert f"Running stage '{stage}'" in res.stdout
+    m = metrics(repo)
+    assert m["users"] == 300 and m["items"] == 240 and m["protocol"] == "random"
+    assert m["train"] + m["valid"] + m["test"] == m["interactions"] > 2000
+    assert {"domain/Books/train", "domain/Video_Games/test", "rejects"} <= set(m)
+    shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
+    assert any("metrics/dataset.json" in json.dumps(v) for v in shown.values())
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "repro")
+    again = sh(repo, "dvc", "repro")
+    assert "Running stage" not in again.stdout  # everything cached
+
+
+def test_exp_run_changes_the_split_protocol(repo):
+    sh(repo, "dvc", "exp", "run", "-S", "split.protocol=loo")
+    m = metrics(repo)
+    assert m["protocol"] == "loo" and m["test"] == m["users"] == 300
+    diff = sh(repo, "dvc", "metrics", "diff", "--json").stdout
+    assert "metrics/dataset.json" in diff
+
+
+def test_exp_run_ingests_real_amazon2018(repo):
+    folder = shared_path("amazon2018_gift_cards")
+    sh(repo, "dvc", "exp", "run", "-S", "dataset.format=amazon2018", "-S", f"dataset.path={folder}")
+    m = metrics(repo)
+    assert (m["users"], m["items"]) == (453, 147)  # Gift Cards after dedupe + 5-core
+    ingest = json.loads((repo / "metrics" / "ingest.json").read_text())
+    assert ingest["interactions"] == 2972 and ingest["format"] == "amazon2018"
+
+
+def test_exp_run_imports_the_rlmrec_release(repo):
+    folder = shared_path("rlmrec", "amazon")
+    sh(repo, "dvc", "exp", "run", "-S", "dataset.format=rlmrec", "-S", f"dataset.path={folder}",
+       "-S", "split.protocol=rlmrec")
+    m = metrics(repo)
+    assert (m["users"], m["items"], m["train"], m["valid"], m["test"]) == (
+        11_000, 9_332, 120_464, 40_290, 40_106)
+
+
+def test_bad_param_stops_the_stage_with_a_clear_message(repo):
+    res = sh(repo, "dvc", "exp", "run", "-S", "split.protocol=bogus", check=False)
+    assert res.returncode != 0
+    assert "split.protocol: 'bogus' is not allowed" in res.stdout + res.stderr
