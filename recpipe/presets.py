@@ -22,15 +22,17 @@ PRESETS: dict[str, dict[str, object]] = {
         "split.user_core": 10,
         "split.item_core": 10,
         "split.guarantee": "redraw",
+        "eval.preset": "rlmrec",
     },
     # the RLMRec release folder (trn_mat.pkl, ...), keeping its own split
-    "rlmrec-release": {"dataset.format": "rlmrec", "split.protocol": "rlmrec"},
+    "rlmrec-release": {"dataset.format": "rlmrec", "split.protocol": "rlmrec", "eval.preset": "rlmrec"},
     # HeLLM / SASRec / E4SRec: 5-core, sequences truncated to the last 50, leave-one-out
     "hellm": {
         "split.protocol": "loo",
         "split.loo_max_len": 50,
         "split.user_core": 5,
         "split.item_core": 5,
+        "eval.preset": "hellm",
     },
     # CLLM4Rec: per-user 8:1:1 holdout (the reference's ratios are unpublished: project choice)
     "cllm4rec": {
@@ -38,6 +40,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "split.ratios": [0.8, 0.1, 0.1],
         "split.user_core": 5,
         "split.item_core": 5,
+        "eval.preset": "cllm4rec",
     },
     # HUM: global temporal split; its k-core call is commented out in the reference. The
     # m_IOATBC thresholds are dates; on other data use quantiles (recorded in dataset.json)
@@ -47,6 +50,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "split.temporal_test": 0.9,
         "split.user_core": 0,
         "split.item_core": 0,
+        "eval.preset": "hum",
     },
 }
 

@@ -146,6 +146,13 @@ def parse_json_block(
     return parse_json_chunk(nums, lines, schema, file, rejects)
 
 
+def progress(desc: str, unit: str = " lines"):
+    """A tqdm bar for streamed work of unknown length (rate and count, on stderr)."""
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, unit_scale=True, mininterval=1.0, leave=False)
+
+
 def count_lines(path: str | Path) -> int:
     with open_binary(path) as f:
         return sum(1 for _ in f)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block
+from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block, progress
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import RejectLog
 
@@ -89,8 +89,10 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
 def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog, workdir: Path) -> list[Path]:
     parts = []
     n_lines = 0
+    bar = progress(f.name)
     for k, (first, n, data) in enumerate(iter_blocks(f, block)):
         n_lines = first + n - 1
+        bar.update(n)
         df = parse_json_block(first, n, data, REVIEW_SCHEMA, f.name, rejects)
         df = df.rename({"unixReviewTime": "ts"})
         if df["ts"].null_count():  # older dumps: fall back to the "MM DD, YYYY" string
@@ -117,6 +119,7 @@ def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog, workdir: Pa
         # scratch parts: fast compression, they are rewritten (zstd) by the ingest stage
         out.write_parquet(part, compression="lz4", statistics=False)
         parts.append(part)
+    bar.close()
     rejects.count_lines(f, n_lines)
     return parts
 
