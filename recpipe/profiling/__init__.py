@@ -1,0 +1,1 @@
+"""LLM profiling (RLMRec recipe): prompts, backends (template, hf, openai), resumable cache."""
