@@ -6,6 +6,11 @@ asked; the completion must contain a JSON object with string fields `summarizati
 (attempt number passed to the backend, which varies its sampling seed), then recorded as a
 failure *with its raw text*: never silently dropped. Every finished entity is appended to the
 cache at once, so an interrupted run resumes where it stopped.
+
+On a rerun, cached `ok` profiles are reused. Cached failures are reused too (asking again
+costs money and usually gives the same invalid output), except transport failures (the API
+was down, rate limits outlasted the retries), which are retried; `retry_failed=True` retries
+every failure.
 """
 
 from __future__ import annotations
@@ -60,19 +65,29 @@ class RunStats:
     failures: list = field(default_factory=list)  # (entity, reason) of new failures
 
 
+def _reusable(rec: dict | None, retry_failed: bool) -> bool:
+    if rec is None:
+        return False
+    if rec.get("status") == "ok":
+        return True
+    return not retry_failed and rec.get("failure") != "transport"
+
+
 def run(backend, jobs: list[tuple[str, str, str]], cache: ProfileCache, max_retries: int = 2,
-        desc: str = "profiles", progress: bool = True) -> tuple[dict[str, dict], RunStats]:
+        desc: str = "profiles", progress: bool = True,
+        retry_failed: bool = False) -> tuple[dict[str, dict], RunStats]:
     """Profile every (entity, system, prompt) job; return {entity: cache record} and stats."""
     from tqdm import tqdm
 
     sig = backend.signature()
     keyed = [(cache_key(e, s, p, sig), e, s, p) for e, s, p in jobs]
     stats = RunStats()
-    pending = []
+    pending, seen = [], set()
     for key, e, s, p in keyed:
-        if key in cache:
+        if _reusable(cache.get(key), retry_failed):
             stats.cached += 1
-        else:
+        elif key not in seen:  # the same entity and prompt twice is one request
+            seen.add(key)
             pending.append(Request(key=key, entity=e, system=s, prompt=p))
     bar = tqdm(total=len(pending), desc=desc, unit=" profiles", disable=not progress, mininterval=1.0)
     attempt = 0
@@ -83,6 +98,7 @@ def run(backend, jobs: list[tuple[str, str, str]], cache: ProfileCache, max_retr
             req = by_key[resp.key]
             stats.prompt_tokens += resp.prompt_tokens or 0
             stats.completion_tokens += resp.completion_tokens or 0
+            failure = "transport" if resp.error else "invalid"
             try:
                 if resp.error:
                     raise ValueError(resp.error)
@@ -92,7 +108,8 @@ def run(backend, jobs: list[tuple[str, str, str]], cache: ProfileCache, max_retr
                     retry.append(Request(req.key, req.entity, req.system, req.prompt, attempt + 1))
                     stats.retries += 1
                     continue
-                cache.put(_record(req, "failed", None, resp, str(err), attempt + 1))
+                cache.put({**_record(req, "failed", None, resp, str(err), attempt + 1),
+                           "failure": failure})
                 stats.failed += 1
                 stats.failures.append((req.entity, str(err)))
                 bar.update(1)

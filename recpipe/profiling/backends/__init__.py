@@ -1,0 +1,1 @@
+"""Profiling backends (template, hf, openai)."""
