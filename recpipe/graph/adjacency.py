@@ -13,9 +13,14 @@ structure with zeroed values, so it needs no rebuild either.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+# CSR products are what this module is for; torch's "beta" notice is noise in every log
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 def bipartite(train: sp.csr_matrix, self_loops: bool = False) -> sp.csr_matrix:
@@ -71,7 +76,8 @@ class Graph:
         return len(self.values)
 
     def _csr(self, values):
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape)
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape,
+                                       check_invariants=False)
 
     def mm(self, x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         v = self.values if values is None else values

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from recpipe.config import choice, rng
-from recpipe.graph.adjacency import edge_dropout
 from recpipe.graph.losses import bpr, l2_all
 
 
@@ -47,7 +46,7 @@ class LightGCN(nn.Module):
     def __init__(self, n_users: int, n_items: int, adj, cfg: LightGCNConfig, generator=None):
         super().__init__()
         self.n_users, self.n_items, self.cfg = n_users, n_items, cfg
-        self.adj = adj  # (N, N) sparse CSR, N = U + I
+        self.adj = adj  # recpipe.graph.adjacency.Graph, (N, N), N = U + I
         self.generator = generator  # edge-dropout draws (seeded by the trainer)
         self.user = nn.Parameter(torch.empty(n_users, cfg.embedding_size))
         self.item = nn.Parameter(torch.empty(n_items, cfg.embedding_size))
@@ -61,10 +60,10 @@ class LightGCN(nn.Module):
     def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
         """Final node embeddings (N, d); edge dropout only while training."""
         e = self.ego() if ego is None else ego
-        a = edge_dropout(self.adj, self.cfg.edge_keep, self.generator) if train else self.adj
+        vals = self.adj.dropout_values(self.cfg.edge_keep, self.generator) if train else None
         acc = e
         for _ in range(self.cfg.layers):
-            e = torch.sparse.mm(a, e)  # (N, N) @ (N, d)
+            e = self.adj.mm(e, vals)  # (N, N) @ (N, d)
             acc = acc + e
         return acc / (self.cfg.layers + 1) if self.cfg.pooling == "mean" else acc
 

@@ -1,0 +1,68 @@
+"""Pickle-free training checkpoints: tensors in safetensors, everything else in JSON.
+
+A checkpoint holds the model, the optimiser state, the best model so far, RNG states and the
+training history, so an interrupted run resumes where it stopped and ends exactly as an
+uninterrupted one would. Written atomically (temporary names, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from recpipe.io import atomic_path
+
+
+def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        meta["state"][str(pid)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
+                meta["state"][str(pid)][k] = "tensor"
+            else:
+                meta["state"][str(pid)][k] = v
+    return tensors, meta
+
+
+def save(path: str | Path, model, opt, best_state: dict | None, meta: dict, rng: dict) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+    opt_t, opt_meta = _flat_optimizer(opt)
+    tensors.update(opt_t)
+    tensors["rng.torch"] = torch.get_rng_state()
+    with atomic_path(path.with_suffix(".safetensors")) as tmp:
+        save_file(tensors, str(tmp))
+    doc = {"meta": meta, "optimizer": opt_meta, "rng": rng, "has_best": best_state is not None}
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(doc))
+
+
+def exists(path: str | Path) -> bool:
+    path = Path(path)
+    return path.with_suffix(".json").exists() and path.with_suffix(".safetensors").exists()
+
+
+def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict, dict]:
+    """Restore model and optimiser in place; return (best_state, meta, rng)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    doc = json.loads(path.with_suffix(".json").read_text())
+    t = load_file(str(path.with_suffix(".safetensors")), device=str(device))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in t.items() if k.startswith("best.")} if doc["has_best"] else None
+    state = {}
+    for pid, st in doc["optimizer"]["state"].items():
+        state[int(pid)] = {k: (t[f"opt.{pid}.{k}"] if v == "tensor" else v) for k, v in st.items()}
+    opt.load_state_dict({"state": state, "param_groups": doc["optimizer"]["param_groups"]})
+    torch.set_rng_state(t["rng.torch"].cpu())
+    return best, doc["meta"], doc["rng"]
