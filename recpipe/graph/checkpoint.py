@@ -51,6 +51,11 @@ def exists(path: str | Path) -> bool:
     return path.with_suffix(".json").exists() and path.with_suffix(".safetensors").exists()
 
 
+def signature(path: str | Path) -> str | None:
+    """The configuration signature a checkpoint was written with."""
+    return json.loads(Path(path).with_suffix(".json").read_text())["meta"].get("signature")
+
+
 def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict, dict]:
     """Restore model and optimiser in place; return (best_state, meta, rng)."""
     from safetensors.torch import load_file

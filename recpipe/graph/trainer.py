@@ -53,14 +53,21 @@ def _scorer(model, device):
 
 
 def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device="cpu",
-          ckpt: str | Path | None = None, live=None, progress: bool = True) -> dict:
-    """Train `model` (an align wrapper) on `data` (SplitData); return results and curves."""
+          ckpt: str | Path | None = None, live=None, progress: bool = True,
+          signature: str = "") -> dict:
+    """Train `model` (an align wrapper) on `data` (SplitData); return results and curves.
+
+    A checkpoint is resumed only when its `signature` (the caller's hash of config and data)
+    matches, so a persisted checkpoint of another configuration is never continued.
+    """
     from tqdm import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = BPRSampler(data.train, cfg.batch_size, seed)
     start, best_state, best, best_epoch, bad, history = 0, None, -1.0, -1, 0, []
-    if ckpt is not None and checkpoint.exists(ckpt):
+    if ckpt is not None and checkpoint.exists(ckpt) and checkpoint.signature(ckpt) != signature:
+        print(f"ignoring checkpoint {ckpt}: it belongs to another configuration or split")
+    elif ckpt is not None and checkpoint.exists(ckpt):
         best_state, meta, rng_state = checkpoint.load(ckpt, model, opt, device)
         start, best, best_epoch, bad, history = (meta["epoch"] + 1, meta["best"], meta["best_epoch"],
                                                  meta["bad"], meta["history"])
@@ -103,7 +110,8 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
             rng_state = {"sampler": sampler.state()}
             if hasattr(model, "rng"):
                 rng_state["gen"] = model.rng.bit_generator.state
-            meta = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history}
+            meta = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                    "history": history, "signature": signature}
             checkpoint.save(ckpt, model, opt, best_state, meta, rng_state)
         if stop:
             break

@@ -1,0 +1,254 @@
+"""The `report` stage on a fake project: leaderboard values, significance marks, presets, PNGs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from recpipe.eval.report import ReportParams, build_report, collect_runs, leaderboard, read_curves
+from recpipe.eval.significance import fmt_mean_std
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+DOMAINS = ["Books", "Games"]
+N_USERS = 300
+
+
+def _per_user(base: dict[str, np.ndarray], shift: float, noise: float, rng) -> pl.DataFrame:
+    """One run's per-user table: an "all" row per user and a row per (user, domain)."""
+    users = np.arange(N_USERS)
+    frames = []
+    for dom, rows in [("all", users)] + [(d, users[i::2]) for i, d in enumerate(DOMAINS)]:
+        vals = {m: base[m][rows] for m in METRICS}
+        if noise or shift:
+            vals = {m: np.clip(v + shift + rng.normal(0, noise, len(rows)), 0, 1)
+                    for m, v in vals.items()}
+        frames.append(pl.DataFrame({"uid": rows.astype(np.int32), "domain": [dom] * len(rows),
+                                    **vals}))
+    test = pl.concat(frames).with_columns(part=pl.lit("test"))
+    valid = test.with_columns(part=pl.lit("valid"))  # a second part that must not leak in
+    return pl.concat([valid.with_columns([pl.lit(0.0).alias(m) for m in METRICS]), test])
+
+
+def _write_run(root: Path, stem: str, model: str, seed: int | None, df: pl.DataFrame,
+               preset: str = "unified", per_user_key: bool = True) -> dict:
+    folder = root / "models" / "fake" / stem
+    folder.mkdir(parents=True)
+    df.write_parquet(folder / "per_user.parquet")
+    test = df.filter(pl.col("part") == "test")
+    values = {"preset": preset, "recall_denominator": "full", "ndcg_idcg": "standard",
+              "mask_valid_at_test": True, "model": model}
+    if seed is not None:
+        values["seed"] = seed
+    if per_user_key:
+        values["per_user"] = f"models/fake/{stem}/per_user.parquet"
+    for m in METRICS:
+        values[f"test/{m}"] = float(test.filter(pl.col("domain") == "all")[m].mean())
+        values[f"valid/{m}"] = 0.0
+        per = [float(test.filter(pl.col("domain") == d)[m].mean()) for d in DOMAINS]
+        values.update({f"test/{m}/{d}": v for d, v in zip(DOMAINS, per)})
+        values[f"test/{m}/macro"] = float(np.mean(per))
+    (root / "metrics" / f"{stem}.json").write_text(json.dumps(values))
+    return values
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """pop (baseline), same (identical to pop), worse (half of pop's values), better (3 seeds,
+    clearly better) and a second-preset run; plus dataset-statistics files and dvclive curves."""
+    root = tmp_path_factory.mktemp("proj")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "dataset.json").write_text(json.dumps({"users": 10, "train": 5}))
+    (root / "metrics" / "ingest.json").write_text(json.dumps({"rejects": 0}))
+    rng = np.random.default_rng(0)
+    base = {m: rng.beta(0.5, 3.0, N_USERS) for m in METRICS}
+    frames = {"pop": _per_user(base, 0.0, 0.0, rng)}
+    runs = {"pop": _write_run(root, "pop", "pop", 2023, frames["pop"])}
+    # identical per-user values under another name: never significant
+    runs["same"] = _write_run(root, "same", "same", 2023, frames["pop"], per_user_key=False)
+    # uniformly worse than pop on every user: significantly worse
+    worse = frames["pop"].with_columns([(pl.col(m) * 0.5) for m in METRICS])
+    runs["worse"] = _write_run(root, "worse", "worse", 2023, worse)
+    for k in range(3):
+        stem = "better" if k == 0 else f"better-seed{k}"
+        frames[stem] = _per_user(base, 0.08, 0.05, rng)
+        runs[stem] = _write_run(root, stem, "better", None, frames[stem])
+    runs["other"] = _write_run(root, "better-rlmrec", "better", 1, _per_user(base, 0.01, 0.01, rng),
+                               preset="rlmrec")
+    from dvclive import Live
+
+    for name, slope in [("baselines/bprmf", 0.01), ("graph/lightgcn", 0.02)]:
+        with Live(str(root / "plots" / name), dvcyaml=None, save_dvc_exp=False) as live:
+            for step in range(5):
+                live.log_metric("valid/recall@20", slope * step)
+                live.log_metric("train/loss", 1.0 / (step + 1))
+                live.next_step()
+    info = build_report(root, ReportParams())
+    return root, runs, frames, info
+
+
+def _section(md: str, preset: str) -> str:
+    """The text of one preset's section, up to the next preset heading."""
+    start = md.index(f"## Preset `{preset}`")
+    end = md.find("\n## Preset", start + 1)
+    return md[start:] if end < 0 else md[start:end]
+
+
+def _tables(md: str) -> list[dict[str, list[str]]]:
+    """Each markdown table as {header: ..., row name: cells} in order of appearance."""
+    tables, cur = [], None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cur is None:
+                cur = {"header": cells}
+                tables.append(cur)
+            elif not set(line) <= set("|-: "):
+                cur[cells[0]] = cells
+        else:
+            cur = None
+    return tables
+
+
+def test_runs_are_collected_and_grouped_by_model_and_seed(project):
+    root, _, _, info = project
+    runs = collect_runs(root)
+    assert sorted(r.path.name for r in runs) == [
+        "better-rlmrec.json", "better-seed1.json", "better-seed2.json", "better.json", "pop.json",
+        "same.json", "worse.json"]
+    better = [r for r in runs if r.model == "better" and r.values["preset"] == "unified"]
+    seeds = sorted((r.seed for r in better), key=lambda s: -1 if s is None else s)
+    assert seeds == [None, 1, 2]  # the `-seed<k>` suffix names the seed when the key is absent
+    same = next(r for r in runs if r.model == "same")
+    # no `per_user` key: found by its folder's name
+    assert same.per_user == root / "models" / "fake" / "same" / "per_user.parquet"
+    assert info == {"runs": 7, "models": 5, "protocols": 2, "curve_panels": 2}
+
+
+def test_leaderboard_values_marks_and_presets(project):
+    root, runs, frames, _ = project
+    md = (root / "reports" / "leaderboard.md").read_text()
+    assert "dataset" not in md and "ingest" not in md
+    # one table per preset, the unified one holding three methods and the rlmrec one only its run
+    assert md.count("## Preset `unified`") == 1 and md.count("## Preset `rlmrec`") == 1
+    unified, rlmrec = _section(md, "unified"), _section(md, "rlmrec")
+    main = _tables(unified)[0]
+    assert main["header"] == ["method", "seeds"] + METRICS
+    assert list(main)[1:] == ["pop", "better", "same", "worse"]  # baselines first, then by name
+    other = _tables(rlmrec)[0]
+    assert list(other)[1:] == ["better"] and other["better"][1] == "1"
+    assert other["better"][3] == f"{runs['other']['test/recall@20']:.4f}"
+
+    for j, m in enumerate(METRICS, start=2):
+        vals = [runs[s][f"test/{m}"] for s in ("better", "better-seed1", "better-seed2")]
+        expect = fmt_mean_std(float(np.mean(vals)), float(np.std(vals, ddof=1)))
+        # paired t-test on per-user values averaged over the three seeds, against pop
+        overall = (pl.col("part") == "test") & (pl.col("domain") == "all")
+        per = [f.filter(overall).sort("uid")[m].to_numpy()
+               for s, f in frames.items() if s.startswith("better")]
+        pop = frames["pop"].filter(overall).sort("uid")[m].to_numpy()
+        p = stats.ttest_rel(np.mean(per, axis=0), pop).pvalue
+        assert p < 0.05  # the data is built so `better` is clearly better
+        assert main["better"][j] == expect + " *"
+        assert " ± " in main["better"][j]
+        assert main["pop"][j] == f"{runs['pop'][f'test/{m}']:.4f}"  # one seed: no ± and no mark
+        assert main["same"][j] == main["pop"][j]  # identical values: p = 1, no mark
+        assert main["worse"][j] == f"{runs['worse'][f'test/{m}']:.4f} †"  # significantly worse
+    assert main["better"][1] == "3" and main["pop"][1] == "1"
+    assert "Reference baseline per column: recall@10: pop" in unified
+    # the details table reports the difference and its CI
+    # the details table (its last `better` row is ndcg@20) gives the per-user mean difference
+    details = [t for t in _tables(unified) if "baseline" in t["header"]][0]
+    assert details["better"][1:4] == ["ndcg@20", "pop", str(N_USERS)]
+    diff = float(np.mean(np.mean(per, axis=0) - pop))  # `per`, `pop` of the last metric, ndcg@20
+    assert details["better"][4] == f"{diff:+.4f}"
+    lo, hi = (float(x) for x in details["better"][5].strip("[]").split(", "))
+    assert lo < diff < hi
+
+
+def test_per_domain_tables(project):
+    root, runs, _, _ = project
+    md = (root / "reports" / "leaderboard.md").read_text()
+    unified = _section(md, "unified")
+    dom = [t for t in _tables(unified) if t["header"][2:] == DOMAINS + ["macro"]]
+    assert len(dom) == len(METRICS)
+    recall20 = dom[METRICS.index("recall@20")]
+    assert recall20["pop"][2] == f"{runs['pop']['test/recall@20/Books']:.4f}"
+    assert recall20["better"][2].endswith(" *") and not recall20["same"][2].endswith("*")
+    assert not recall20["better"][4].endswith("*")  # macro is never tested
+
+
+def test_marks_follow_the_test_and_alpha(project):
+    root, _, _, _ = project
+    runs = collect_runs(root)
+    # alpha so small that even the clearly better method is not marked
+    main = _tables(_section(leaderboard(runs, ReportParams(alpha=1e-300)), "unified"))[0]
+    assert not any(c.endswith("*") for c in main["better"][2:])
+    md = leaderboard(runs, ReportParams(test="wilcoxon", baselines=["same"]))
+    assert "Wilcoxon signed-rank test" in md and "recall@10: same" in md
+    main = _tables(_section(md, "unified"))[0]
+    assert list(main)[1:3] == ["same", "better"]
+    assert all(c.endswith(" *") for c in main["better"][2:])
+
+
+def test_misaligned_units_are_not_marked(tmp_path):
+    root = tmp_path
+    (root / "metrics").mkdir()
+    rng = np.random.default_rng(1)
+    base = {m: rng.beta(0.5, 3.0, N_USERS) for m in METRICS}
+    _write_run(root, "pop", "pop", 0, _per_user(base, 0.0, 0.0, rng))
+    moved = _per_user(base, 0.2, 0.01, rng).with_columns(pl.col("uid") + 1)  # other users
+    _write_run(root, "shifted", "shifted", 0, moved)
+    md = leaderboard(collect_runs(root), ReportParams())
+    main = _tables(md)[0]
+    assert not any(c.endswith("*") for c in main["shifted"][2:])
+    assert "different units" in md
+
+
+def test_pngs_are_written_and_valid(project):
+    root, _, _, _ = project
+    for name in ("metric_vs_k.png", "curves.png"):
+        data = (root / "reports" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(data) > 1024
+
+
+def test_dvclive_curves_are_read(project):
+    root, _, _, _ = project
+    curves = read_curves(root / "plots")
+    assert sorted(curves) == ["train/loss", "valid/recall@20"]
+    df = curves["valid/recall@20"]["graph/lightgcn"]
+    assert df["step"].to_list() == [0, 1, 2, 3, 4]
+    assert df["value"].to_list() == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+
+
+def _stage():
+    spec = importlib.util.spec_from_file_location("stage_report", ROOT / "stages" / "report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stage_script_runs_and_rejects_bad_params(tmp_path, project, capsys):
+    root, _, _, _ = project
+    stage = _stage()
+    params, out = tmp_path / "params.yaml", tmp_path / "reports"
+    args = ["--params", str(params), "--root", str(root), "--out", str(out)]
+    params.write_text("report:\n  metrics: [recall@20]\n  alpha: 0.01\n")
+    assert stage.main(args) == 0
+    assert "7 runs of 5 methods in 2 preset table(s), 2 curve panel(s)" in capsys.readouterr().out
+    md = (out / "leaderboard.md").read_text()
+    assert _tables(_section(md, "unified"))[0]["header"] == ["method", "seeds", "recall@20"]
+    assert "p < 0.01" in md
+    params.write_text("report:\n  test: sign\n")
+    assert stage.main(args) == 2
+    assert "report.test: 'sign' is not allowed" in capsys.readouterr().err
+    params.write_text("report:\n  alpha: 0\n")
+    assert stage.main(args) == 2
+    assert "report.alpha: 0.0 must be > 0.0" in capsys.readouterr().err
