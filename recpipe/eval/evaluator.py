@@ -51,14 +51,20 @@ def _batch_size(cfg: EvalConfig, n_items: int) -> int:
     return max(1, (cfg.memory_mb << 20) // per_row)
 
 
-def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: EvalConfig):
-    """Top-k item ids (units, k) and validity, batch by batch."""
+def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: EvalConfig,
+               item_ok: np.ndarray | None = None):
+    """Top-k item ids (units, k) and validity, batch by batch.
+
+    `doms[b] >= 0` restricts unit b to that domain's items; `item_ok` (n_items,) bool, if
+    given, restricts every unit to those items. Slots beyond the catalogue are invalid.
+    """
     import torch
 
     bs = _batch_size(cfg, data.n_items)
-    out_idx = np.empty((len(users), k), dtype=np.int64)
-    out_ok = np.empty((len(users), k), dtype=bool)
+    out_idx = np.zeros((len(users), k), dtype=np.int64)
+    out_ok = np.zeros((len(users), k), dtype=bool)
     item_dom = torch.from_numpy(data.item_domain.astype(np.int64))
+    blocked = None if item_ok is None else torch.from_numpy(~item_ok)
     index = None
     if cfg.backend == "faiss":
         if not hasattr(scorer, "item_np"):
@@ -66,18 +72,23 @@ def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: E
         index = build_index(scorer.item_np, cfg.faiss_index)
     for start in range(0, len(users), bs):
         u = users[start:start + bs]
+        d_np = doms[start:start + bs]
         if index is not None:
-            idx, ok = faiss_topk(scorer.user_np[u], scorer.item_np, k, masks, u, index=index)
+            idx, ok = faiss_topk(scorer.user_np[u], scorer.item_np, k, masks, u, index=index,
+                                 item_dom=data.item_domain, unit_dom=d_np, item_ok=item_ok)
         else:
             scores = scorer(u)
             for m in masks:
                 mask_(scores, u, m)
-            d = torch.from_numpy(doms[start:start + bs].astype(np.int64))
+            d = torch.from_numpy(d_np.astype(np.int64))
             if (d >= 0).any():
                 scores.masked_fill_((item_dom[None, :] != d[:, None]) & (d[:, None] >= 0), float("-inf"))
+            if blocked is not None:
+                scores[:, blocked] = float("-inf")
             idx, ok = topk_exact(scores, k)
-        out_idx[start:start + len(u)] = idx.numpy()
-        out_ok[start:start + len(u)] = ok.numpy()
+        kk = idx.shape[1]  # < k when the catalogue is smaller than K
+        out_idx[start:start + len(u), :kk] = idx.numpy()
+        out_ok[start:start + len(u), :kk] = ok.numpy()
     return out_idx, out_ok
 
 
@@ -96,6 +107,9 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> Ev
     if part == "test" and cfg.mask_valid_at_test:
         masks.append(data.valid)
     # a target is never masked: split dedupes pairs, and "valid" is only masked at test
+    item_ok = None
+    if part == "valid" and cfg.valid_candidates == "seen":  # HUM: items seen in train or valid
+        item_ok = np.asarray((data.train.sum(0) + data.valid.sum(0)) > 0).ravel()
     k_max = max(cfg.ks)
     frames, summary = [], {}
     domain_units = cfg.candidates == "target_domain" or (cfg.per_domain and len(data.domains) > 1)
@@ -108,7 +122,7 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> Ev
             doms_rank = np.full(len(users), -1)  # per-domain tables, ranked over all items
         else:
             doms_rank = doms
-        idx, ok = rank_units(scorer, data, masks, users, doms_rank, k_max, cfg)
+        idx, ok = rank_units(scorer, data, masks, users, doms_rank, k_max, cfg, item_ok)
         hits = _hits(idx, ok, t)
         vals = per_unit(hits, np.diff(t.indptr), cfg.ks, cfg.ndcg_idcg)
         vals = _rename(vals, cfg)

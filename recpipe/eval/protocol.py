@@ -35,7 +35,8 @@ PRESETS: dict[str, dict] = {
     # Honghui-BAO/HUM: ranked inside the target's domain, history not excluded
     "hum": dict(ks=[1, 5, 10, 20], mask_train=False, mask_valid_at_test=False,
                 candidates="target_domain", recall_denominator="full", ndcg_idcg="standard",
-                average="users_with_targets", also_truncated=False, per_domain=True),
+                average="users_with_targets", also_truncated=False, per_domain=True,
+                valid_candidates="seen"),
 }
 
 
@@ -51,6 +52,8 @@ class EvalConfig:
     mask_valid_at_test: bool = True
     # all | target_domain (rank only items of the target's domain, per user and domain)
     candidates: str = field(default="all", metadata=choice("all", "target_domain"))
+    # validation candidates: all | seen (items seen in train or valid, as HUM's validation)
+    valid_candidates: str = field(default="all", metadata=choice("all", "seen"))
     # recall@K denominator: full = |T_u| (RLMRec), truncated = min(K, |T_u|) (CLLM4Rec)
     recall_denominator: str = field(default="full", metadata=choice("full", "truncated"))
     # NDCG ideal DCG: standard (over min(K, |T_u|)) | retrieved_hits (MMHCL's code)

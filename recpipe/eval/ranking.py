@@ -16,16 +16,17 @@ import numpy as np
 def topk_exact(scores, k: int):
     """(idx, valid) of the K best columns per row of `scores` (B, n), ties -> smaller index.
 
-    idx: (B, K) int64; valid: (B, K) bool, False where the slot holds a -inf (masked) item.
+    idx: (B, min(K, n)) int64; valid: same shape, False where the slot holds a -inf item.
     """
     import torch
 
-    if torch.isnan(scores).any():
-        raise ValueError("the scorer returned NaN scores; check the model for divergence")
     n = scores.shape[1]
     k = min(k, n)
     k1 = min(k + 1, n)
     vals, idx = torch.topk(scores, k1, dim=1, sorted=True)
+    # topk puts NaN first, so checking its output is enough (and 5x cheaper than the block)
+    if torch.isnan(vals[:, :1]).any():
+        raise ValueError("the scorer returned NaN scores; check the model for divergence")
     if k1 > k:
         tie = (vals[:, k - 1] == vals[:, k]) & torch.isfinite(vals[:, k - 1])
     else:
@@ -54,31 +55,58 @@ def mask_(scores, rows: np.ndarray, matrix) -> None:
         scores[r, c] = float("-inf")
 
 
-def faiss_topk(user_vecs: np.ndarray, item_vecs: np.ndarray, k: int, masks: list,
-               rows: np.ndarray, index=None):
-    """Exact inner-product top-K with faiss (`IndexFlatIP`), honouring the sparse masks.
+def _allowed(idx: np.ndarray, rows: np.ndarray, masks: list, n_items: int,
+             item_dom=None, unit_dom=None, item_ok=None) -> np.ndarray:
+    """(B, m) bool: which retrieved item ids `idx` are rankable for each query row."""
+    ok = idx >= 0
+    safe = np.where(ok, idx, 0)
+    keys = np.arange(len(idx), dtype=np.int64)[:, None] * n_items + safe
+    for m in masks:
+        sub = m[rows].tocoo()
+        ok &= ~np.isin(keys, sub.row.astype(np.int64) * n_items + sub.col)
+    if unit_dom is not None:
+        ok &= (unit_dom[:, None] < 0) | (item_dom[safe] == unit_dom[:, None])
+    if item_ok is not None:
+        ok &= item_ok[safe]
+    return ok
 
-    faiss cannot mask per query, so each query asks for K + (its most masked items) results;
-    masked hits are dropped and ties re-ordered by index, as in `topk_exact`.
+
+def faiss_topk(user_vecs: np.ndarray, item_vecs: np.ndarray, k: int, masks: list,
+               rows: np.ndarray, index=None, item_dom=None, unit_dom=None, item_ok=None):
+    """Inner-product top-K with faiss, honouring masks, domains and the tie rule.
+
+    faiss cannot mask per query, so each query asks for K + (its most masked items) + 1
+    results, drops the masked ones and orders the rest by (score desc, index asc). A row is
+    exact when its K-th kept score is strictly above the lowest retrieved score (no unseen
+    item can reach it); the few rows where that fails (ties at the search depth, or too many
+    retrieved items masked or out of domain) are ranked exactly over all items.
     """
     import torch
 
+    n = item_vecs.shape[0]
+    k_eff = min(k, n)
     if index is None:
         index = build_index(item_vecs)
-    extra = 0
-    masked = [m[rows] for m in masks]
-    if masked:
-        extra = int(sum(np.diff(m.indptr) for m in masked).max(initial=0))
-    depth = min(k + extra + 1, item_vecs.shape[0])
+    extra = max((int(np.diff(m[rows].indptr).max(initial=0)) for m in masks), default=0)
+    depth = min(k_eff + extra + 1, n)
     vals, idx = index.search(np.ascontiguousarray(user_vecs, dtype=np.float32), depth)
-    scores = torch.full((len(rows), item_vecs.shape[0]), float("-inf"))
-    found = torch.from_numpy(idx.astype(np.int64))
-    ok = found >= 0
-    scores[torch.nonzero(ok)[:, 0], found[ok]] = torch.from_numpy(vals)[ok]
-    for m in masked:
-        coo = m.tocoo()
-        scores[torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))] = float("-inf")
-    return topk_exact(scores, k)
+    ok = _allowed(idx, rows, masks, n, item_dom, unit_dom, item_ok)
+    v = np.where(ok, vals, -np.inf)
+    order = np.argsort(np.where(ok, idx, n), axis=1, kind="stable")
+    v, idx, ok = (np.take_along_axis(a, order, 1) for a in (v, idx, ok))
+    order = np.argsort(-v, axis=1, kind="stable")
+    v, idx, ok = (np.take_along_axis(a, order, 1)[:, :k_eff] for a in (v, idx, ok))
+    exact = (depth == n) | (ok.all(axis=1) & (v[:, -1] > vals[:, -1]))
+    redo = np.flatnonzero(~exact)
+    if len(redo):
+        scores = torch.from_numpy(user_vecs[redo] @ item_vecs.T)
+        cols = np.arange(n)[None, :].repeat(len(redo), 0)
+        allowed = _allowed(cols, rows[redo], masks, n, item_dom,
+                           None if unit_dom is None else unit_dom[redo], item_ok)
+        scores[torch.from_numpy(~allowed)] = float("-inf")
+        r_idx, r_ok = topk_exact(scores, k_eff)
+        idx[redo], ok[redo] = r_idx.numpy(), r_ok.numpy()
+    return torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(ok)
 
 
 def build_index(item_vecs: np.ndarray, spec: str = "Flat"):
