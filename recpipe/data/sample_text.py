@@ -167,7 +167,7 @@ def _listing(r, dname, dt, leaf, words, noun, brand, platform, color):
                 f"Features stunning graphics, a memorable soundtrack and hours of "
                 f"{r.choice(facet_words)} fun."][: r.randint(1, 2)]
         feature = [f"{_cap(w1)} themed campaign", f"Play with friends: {w2} multiplayer modes",
-                   f"Rated for teens and up"][: r.randint(2, 3)]
+                   "Rated for teens and up"][: r.randint(2, 3)]
     else:
         title = f"{brand} {_cap(w1)} {_cap(noun)}, {color}"
         category = ["Home & Kitchen", *dt.path, leaf]
