@@ -251,15 +251,17 @@ def map_chunks(
         return
     import multiprocessing as mp
     from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: polars (and later torch) hold thread pools that fork can deadlock.
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
-        # a bounded window of chunks in flight (Pool.imap would read the whole file ahead)
+    # ProcessPoolExecutor, not Pool: a worker that dies (OOM kill) raises BrokenProcessPool
+    # here instead of hanging forever on a lost task.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        # a bounded window of chunks in flight, so neither input nor results pile up
         window: deque = deque()
         for nums, lines in chunks:
-            window.append(pool.apply_async(fn, (nums, lines)))
+            window.append(pool.submit(fn, nums, lines))
             if len(window) >= 2 * workers:
-                yield window.popleft().get()
+                yield window.popleft().result()
         while window:
-            yield window.popleft().get()
+            yield window.popleft().result()
