@@ -1,0 +1,64 @@
+"""Stage `profile`: data/processed -> RLMRec item and user profiles in data/profiles/.
+
+Reads params: profile, seed, dataset.format (for `profile.kind: auto`). Writes
+data/profiles/{item,user}_profiles.parquet and metrics/profile.json; appends every finished
+profile to data/profile_cache/cache.jsonl (a DVC `persist: true` output), so `dvc repro`
+after a crash or Ctrl-C regenerates only what is missing.
+
+    python stages/profiles.py [--params params.yaml]
+
+The file is profiles.py, not profile.py: a script's folder comes first on sys.path, and a
+stages/profile.py would shadow the standard library's `profile` (imported by cProfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from recpipe.config import ParamError, load_params, section
+from recpipe.io import write_json
+from recpipe.profiling.profile import ProfileParams, profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--processed", default="data/processed")
+    ap.add_argument("--out", default="data/profiles")
+    ap.add_argument("--cache", default="data/profile_cache/cache.jsonl")
+    ap.add_argument("--metrics", default="metrics/profile.json")
+    args = ap.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        cfg = section(params, "profile", ProfileParams)
+        seed = params.get("seed", 2023)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ParamError(f"seed: {seed!r} is not an integer")
+        fmt = (params.get("dataset") or {}).get("format")
+        model = cfg.openai.model if cfg.backend == "openai" else cfg.model
+        print(f"profile: backend={cfg.backend} model={model if cfg.backend != 'template' else '-'}"
+              f" kind={cfg.kind}", flush=True)
+        metrics = profile(Path(args.processed), Path(args.out), Path(args.cache), cfg, seed, fmt)
+    except (ParamError, ValueError, FileNotFoundError) as e:
+        print(f"profile failed: {e}", file=sys.stderr)
+        return 2
+    write_json(args.metrics, metrics)
+    if metrics["items_ok"] + metrics["users_ok"] == 0:
+        print("profile: warning: no profile was written (no titles, descriptions or reviews in "
+              "the data, or every completion failed); see metrics/profile.json", file=sys.stderr)
+    print(
+        f"profile: prompts {metrics['kind']} ({metrics['template_version']}); items "
+        f"{metrics['items_ok']:,} ok / {metrics['items_empty']:,} empty / "
+        f"{metrics['items_failed']:,} failed; users {metrics['users_ok']:,} ok / "
+        f"{metrics['users_empty']:,} empty / {metrics['users_failed']:,} failed; "
+        f"{metrics['items_generated'] + metrics['users_generated']:,} generated, "
+        f"{metrics['items_cached'] + metrics['users_cached']:,} from cache, "
+        f"{metrics['retries']:,} retries"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
