@@ -1,0 +1,63 @@
+"""Stage `embed`: profiles and item texts -> float32 embedding matrices.
+
+Reads params: embed. Reads data/processed/ (ids, items) and data/profiles/
+{user,item}_profiles.parquet (the `profile` stage). Writes models/embeddings/
+{user_profile,item_profile,item_text[,item_image]}.npy + index.json, the text-hash cache
+data/embeddings/cache/ (persistent: unchanged texts are never re-encoded) and
+metrics/embed.json (rows, dim, encoded vs cached texts, failed profiles, missing images;
+no timings, so reruns compare equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from recpipe.config import ParamError, load_params, section
+from recpipe.embedding.embed import EmbedParams, embed_all
+from recpipe.embedding.text import TextEncoder
+from recpipe.io import write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--processed", default="data/processed")
+    ap.add_argument("--profiles", default="data/profiles")
+    ap.add_argument("--out", default="models/embeddings")
+    ap.add_argument("--cache", default="data/embeddings/cache")
+    ap.add_argument("--metrics", default="metrics/embed.json")
+    args = ap.parse_args(argv)
+    # the default model is bundled; never let a missing file turn into a hub download attempt
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    try:
+        cfg = section(load_params(args.params), "embed", EmbedParams)
+        enc = TextEncoder(cfg.model, batch_size=cfg.batch_size, normalize=cfg.normalize,
+                          device=cfg.device, fp16=cfg.fp16, max_seq_length=cfg.max_seq_length,
+                          progress=True)
+        print(f"embed: model={cfg.model} device={cfg.device} normalize={cfg.normalize}", flush=True)
+        if cfg.fp16 and not enc.fp16:
+            print("embed: fp16 requested but the device is CPU; encoding in fp32", flush=True)
+        report = embed_all(Path(args.processed), Path(args.out), enc, Path(args.cache),
+                           profiles=Path(args.profiles), image_features=cfg.image_features)
+    except (ParamError, FileNotFoundError, ValueError) as e:
+        print(f"embed failed: {e}", file=sys.stderr)
+        return 2
+    write_json(args.metrics, report)
+    enc_n = sum(v for k, v in report.items() if k.endswith("/encoded"))
+    hit_n = sum(v for k, v in report.items() if k.endswith("/cached"))
+    print(f"embed: {report['users']:,} users, {report['items']:,} items, dim {report['dim']}; "
+          f"{enc_n:,} texts encoded, {hit_n:,} from cache; failed profiles "
+          f"user {report['user_profile/failed'] + report['user_profile/absent']:,} / item "
+          f"{report['item_profile/failed'] + report['item_profile/absent']:,}"
+          + (f"; images missing {report['item_image/missing']:,}" if "item_image/missing" in report else "")
+          + f" in {time.perf_counter() - t0:.1f} s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
