@@ -51,6 +51,16 @@ class _SpMM(torch.autograd.Function):
         return None, None, torch.sparse.mm(ctx.a_t, grad)
 
 
+class Propagator:
+    """A sparse matrix and its transpose: `mm(x)` = A @ x, with backward A^T @ grad."""
+
+    def __init__(self, a, a_t):
+        self.a, self.a_t = a, a_t
+
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        return _SpMM.apply(self.a, self.a_t, x)
+
+
 class Graph:
     """A sparse (N, N) matrix with a structurally symmetric pattern; `g @ x` is differentiable in x."""
 
@@ -70,6 +80,7 @@ class Graph:
         if not (np.array_equal(t.indptr, m.indptr) and np.array_equal(t.indices, m.indices)):
             raise ValueError("Graph needs a structurally symmetric matrix")
         self.perm = torch.from_numpy(t.data.astype(np.int64) - 1).to(self.device)
+        self._full = None
 
     @property
     def nnz(self) -> int:
@@ -79,9 +90,20 @@ class Graph:
         return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape,
                                        check_invariants=False)
 
+    def op(self, values: torch.Tensor | None = None) -> "Propagator":
+        """The matrix with `values` (default: its own) as a differentiable operator.
+
+        Build it once per training step: the transposed values are gathered here, not in
+        every layer's product.
+        """
+        if values is None:
+            if self._full is None:
+                self._full = Propagator(self._csr(self.values), self._csr(self.values[self.perm]))
+            return self._full
+        return Propagator(self._csr(values), self._csr(values[self.perm]))
+
     def mm(self, x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
-        v = self.values if values is None else values
-        return _SpMM.apply(self._csr(v), self._csr(v[self.perm]), x)
+        return self.op(values).mm(x)
 
     def dropout_values(self, keep: float, generator=None) -> torch.Tensor:
         """Values with each stored entry kept with probability `keep`, not rescaled."""

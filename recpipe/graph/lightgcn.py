@@ -61,9 +61,10 @@ class LightGCN(nn.Module):
         """Final node embeddings (N, d); edge dropout only while training."""
         e = self.ego() if ego is None else ego
         vals = self.adj.dropout_values(self.cfg.edge_keep, self.generator) if train else None
+        a = self.adj.op(vals)
         acc = e
         for _ in range(self.cfg.layers):
-            e = self.adj.mm(e, vals)  # (N, N) @ (N, d)
+            e = a.mm(e)  # (N, N) @ (N, d)
             acc = acc + e
         return acc / (self.cfg.layers + 1) if self.cfg.pooling == "mean" else acc
 
