@@ -20,6 +20,7 @@ import yaml
 from conftest import ROOT, shared_path
 
 SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
+SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1}}
 
 
 def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,6 +45,8 @@ def repo(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sample"].update(SMALL_SAMPLE)
+    params["graph"]["train"].update(SHORT_TRAINING["graph"])
+    params["baselines"]["bprmf"].update(SHORT_TRAINING["bprmf"])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
@@ -58,12 +61,19 @@ def metrics(repo: Path) -> dict:
 
 def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     res = sh(repo, "dvc", "repro")
-    for stage in ("sample", "ingest", "split"):
+    for stage in ("sample", "ingest", "split", "profile", "embed", "baselines@pop",
+                  "baselines@bprmf", "graph", "report"):
         assert f"Running stage '{stage}'" in res.stdout
     m = metrics(repo)
     assert m["users"] == 300 and m["items"] == 240 and m["protocol"] == "random"
     assert m["train"] + m["valid"] + m["test"] == m["interactions"] > 2000
     assert {"domain/Books/train", "domain/Video_Games/test", "rejects"} <= set(m)
+    for method in ("pop", "itemknn", "ease", "bprmf", "graph"):
+        got = json.loads((repo / "metrics" / f"{method}.json").read_text())
+        assert got["preset"] == "unified" and 0 <= got["test/recall@20"] <= 1
+    board = (repo / "reports" / "leaderboard.md").read_text()
+    assert "| lightgcn-con | 1 |" in board and "| itemknn | 1 |" in board
+    assert (repo / "reports" / "metric_vs_k.png").read_bytes()[:4] == b"\x89PNG"
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     assert any("metrics/dataset.json" in json.dumps(v) for v in shown.values())
     sh(repo, "git", "add", "-A")
@@ -73,7 +83,8 @@ def test_repro_runs_the_dag_on_the_embedded_sample(repo):
 
 
 def test_exp_run_changes_the_split_protocol(repo):
-    sh(repo, "dvc", "exp", "run", "-S", "split.protocol=loo")
+    # `split` as target: only the data stages rerun (the method stages are tested above)
+    sh(repo, "dvc", "exp", "run", "split", "-S", "split.protocol=loo")
     m = metrics(repo)
     assert m["protocol"] == "loo" and m["test"] == m["users"] == 300
     diff = sh(repo, "dvc", "metrics", "diff", "--json").stdout
@@ -82,7 +93,7 @@ def test_exp_run_changes_the_split_protocol(repo):
 
 def test_exp_run_ingests_real_amazon2018(repo):
     folder = shared_path("amazon2018_gift_cards")
-    sh(repo, "dvc", "exp", "run", "-S", "dataset.format=amazon2018", "-S", f"dataset.path={folder}")
+    sh(repo, "dvc", "exp", "run", "split", "-S", "dataset.format=amazon2018", "-S", f"dataset.path={folder}")
     m = metrics(repo)
     assert (m["users"], m["items"]) == (453, 147)  # Gift Cards after dedupe + 5-core
     ingest = json.loads((repo / "metrics" / "ingest.json").read_text())
@@ -91,7 +102,7 @@ def test_exp_run_ingests_real_amazon2018(repo):
 
 def test_exp_run_imports_the_rlmrec_release(repo):
     folder = shared_path("rlmrec", "amazon")
-    sh(repo, "dvc", "exp", "run", "-S", "dataset.format=rlmrec", "-S", f"dataset.path={folder}",
+    sh(repo, "dvc", "exp", "run", "split", "-S", "dataset.format=rlmrec", "-S", f"dataset.path={folder}",
        "-S", "split.protocol=rlmrec")
     m = metrics(repo)
     assert (m["users"], m["items"], m["train"], m["valid"], m["test"]) == (
@@ -99,6 +110,6 @@ def test_exp_run_imports_the_rlmrec_release(repo):
 
 
 def test_bad_param_stops_the_stage_with_a_clear_message(repo):
-    res = sh(repo, "dvc", "exp", "run", "-S", "split.protocol=bogus", check=False)
+    res = sh(repo, "dvc", "exp", "run", "split", "-S", "split.protocol=bogus", check=False)
     assert res.returncode != 0
     assert "split.protocol: 'bogus' is not allowed" in res.stdout + res.stderr

@@ -1,0 +1,47 @@
+"""Classic recommenders every method is compared against, on the same split and evaluator.
+
+Each model is one class with the same small interface:
+
+    model = MODELS[name](params, seed=..., device=..., log_dir=...)
+    model.fit(train_csr, valid_csr, split_data, eval_cfg)  # -> model
+    scorer = model.scorer()        # EmbeddingScorer or FunctionScorer for recpipe.eval.evaluate
+    model.selected_epoch, model.curve  # None / [] for models without training epochs
+
+`BaselinesParams` is the `baselines` section of params.yaml: the models to run and one
+sub-section of hyper-parameters per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recpipe.baselines.bprmf import BPRMF, BPRMFParams
+from recpipe.baselines.ease import EASE, EASEParams
+from recpipe.baselines.itemknn import ItemKNN, ItemKNNParams
+from recpipe.baselines.pop import MostPopular, PopParams
+from recpipe.config import choice
+
+MODELS: dict[str, type] = {
+    "pop": MostPopular,
+    "itemknn": ItemKNN,
+    "ease": EASE,
+    "bprmf": BPRMF,
+}
+
+
+@dataclass
+class BaselinesParams:
+    # which baselines to fit and evaluate, in this order
+    models: list[str] = field(default_factory=lambda: list(MODELS), metadata=choice(*MODELS))
+    # auto (cuda when available, else cpu) | cpu | cuda: where BPR-MF trains and scoring runs
+    device: str = field(default="auto", metadata=choice("auto", "cpu", "cuda"))
+    pop: PopParams = field(default_factory=PopParams)
+    itemknn: ItemKNNParams = field(default_factory=ItemKNNParams)
+    ease: EASEParams = field(default_factory=EASEParams)
+    bprmf: BPRMFParams = field(default_factory=BPRMFParams)
+
+    def model_params(self, name: str):
+        return getattr(self, name)
+
+
+__all__ = ["BPRMF", "EASE", "MODELS", "BaselinesParams", "ItemKNN", "MostPopular"]
