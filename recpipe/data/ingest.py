@@ -67,10 +67,10 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
 
     counts = inter.select(
         interactions=pl.len(), users=pl.col("user").n_unique(), items=pl.col("item").n_unique()
-    ).collect().row(0, named=True)
+    ).collect(engine="streaming").row(0, named=True)
     if counts["interactions"] == 0:
         raise IngestError(f"{src}: no usable interaction was read (see {out_dir / 'rejects.jsonl'})")
-    per_domain = inter.group_by("domain").len().collect().sort("domain")
+    per_domain = inter.group_by("domain").len().collect(engine="streaming").sort("domain")
     report = {"format": dataset.format, **counts}
     report.update({f"domain/{d}": n for d, n in per_domain.iter_rows()})
     report.update(rejects.summary())

@@ -215,7 +215,7 @@ def _read_meta(meta: Path, cat: str, chunk: int, rejects, workdir: Path, stats) 
 
 def _items_for_reviews(interactions: pl.LazyFrame, metas: list[Path], stats) -> pl.DataFrame:
     """One row per reviewed item: its meta when some category has it, else a bare row."""
-    reviewed = interactions.group_by("item").agg(pl.col("domain").first()).collect()
+    reviewed = interactions.group_by("item").agg(pl.col("domain").first()).collect(engine="streaming")
     if metas:
         meta = pl.concat([pl.read_parquet(m) for m in metas]).unique("item", keep="first")
     else:
