@@ -23,7 +23,8 @@ from recpipe.params import DatasetParams, IngestParams
 def _sink(frame, table: str, path: Path) -> None:
     lf = conform(frame.lazy(), table)
     with atomic_path(path) as tmp:
-        lf.sink_parquet(tmp, compression="zstd")
+        # zstd level 1: nearly the size of the default level at a fraction of its time
+        lf.sink_parquet(tmp, compression="zstd", compression_level=1)
 
 
 def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
