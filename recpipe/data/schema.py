@@ -40,6 +40,11 @@ ITEMS = {
 }
 USERS = {"user": pl.String, "extra": pl.String, "orig_id": pl.Int64}
 
+# What most readers build before `conform`: the canonical columns less the optional extras
+# that only pre-indexed or pre-split releases carry.
+READER_INTERACTIONS = {k: v for k, v in INTERACTIONS.items() if k != "split"}
+READER_ITEMS = {k: v for k, v in ITEMS.items() if k != "orig_id"}
+
 # Columns a reader must fill (never null); every other column may be absent (-> null).
 REQUIRED = {
     "interactions": ("user", "item", "domain"),

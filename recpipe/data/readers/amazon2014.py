@@ -27,6 +27,7 @@ from recpipe.data.lines import iter_chunks, parse_json_chunk
 from recpipe.data.pyliteral import CHUNK_LINES, ParquetParts, iter_literal_chunks
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import IngestError, RejectLog
+from recpipe.data.schema import READER_INTERACTIONS, READER_ITEMS
 
 REVIEW_GLOBS = [
     "reviews_*.json.gz", "reviews_*.json", "*_5.json.gz", "*_5.json", "*_5.*.json", "*_5.*.json.gz"
@@ -47,25 +48,8 @@ REVIEW_SCHEMA = {
     "unixReviewTime": pl.Int64,
     "reviewTime": pl.String,
 }
-INTERACTION_SCHEMA = {
-    "user": pl.String,
-    "item": pl.String,
-    "rating": pl.Float32,
-    "ts": pl.Int64,
-    "review": pl.String,
-    "domain": pl.String,
-    "extra": pl.String,
-}
-ITEM_SCHEMA = {
-    "item": pl.String,
-    "title": pl.String,
-    "description": pl.String,
-    "categories": pl.List(pl.String),
-    "brand": pl.String,
-    "price": pl.Float64,
-    "domain": pl.String,
-    "extra": pl.String,
-}
+INTERACTION_SCHEMA = READER_INTERACTIONS
+ITEM_SCHEMA = READER_ITEMS
 # Meta keys that map onto item columns; every other key goes into `extra` verbatim.
 _META_COLUMNS = {"asin", "title", "description", "categories", "brand", "price"}
 

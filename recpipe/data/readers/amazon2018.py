@@ -23,6 +23,7 @@ import polars as pl
 from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block, progress
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import RejectLog
+from recpipe.data.schema import READER_ITEMS
 
 REVIEW_SCHEMA = {
     "reviewerID": pl.String,
@@ -199,12 +200,7 @@ def _read_meta(meta: Path, cat: str, chunk: int, rejects, workdir: Path, stats) 
                 }
             )
     rejects.count_lines(meta, n_lines)
-    schema = {
-        "item": pl.String, "title": pl.String, "description": pl.String,
-        "categories": pl.List(pl.String), "brand": pl.String, "price": pl.Float64,
-        "domain": pl.String, "extra": pl.String,
-    }
-    df = pl.DataFrame(rows, schema=schema)
+    df = pl.DataFrame(rows, schema=READER_ITEMS)
     dups = df.height - df["item"].n_unique()
     stats[f"meta_duplicate_asins/{cat}"] = dups
     df = df.unique("item", keep="first", maintain_order=True)

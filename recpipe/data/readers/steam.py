@@ -41,6 +41,7 @@ import polars as pl
 from recpipe.data.pyliteral import CHUNK_LINES, ParquetParts, iter_literal_chunks
 from recpipe.data.readers import ReadOptions, Tables
 from recpipe.data.rejects import IngestError, RejectLog
+from recpipe.data.schema import READER_INTERACTIONS, READER_ITEMS
 
 DOMAIN = "steam"
 GAMES_FILES = ("steam_games.json.gz", "steam_games.json")
@@ -49,25 +50,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "australian_reviews": ("australian_user_reviews.json", "australian_user_reviews.json.gz"),
     "australian_items": ("australian_users_items.json", "australian_users_items.json.gz"),
 }
-INTERACTION_SCHEMA = {
-    "user": pl.String,
-    "item": pl.String,
-    "rating": pl.Float32,
-    "ts": pl.Int64,
-    "review": pl.String,
-    "domain": pl.String,
-    "extra": pl.String,
-}
-ITEM_SCHEMA = {
-    "item": pl.String,
-    "title": pl.String,
-    "description": pl.String,
-    "categories": pl.List(pl.String),
-    "brand": pl.String,
-    "price": pl.Float64,
-    "domain": pl.String,
-    "extra": pl.String,
-}
+INTERACTION_SCHEMA = READER_INTERACTIONS
+ITEM_SCHEMA = READER_ITEMS
 USER_SCHEMA = {"user": pl.String, "extra": pl.String}
 
 # Game keys that become item columns; the rest (tags, specs, publisher, ...) go to `extra`.
