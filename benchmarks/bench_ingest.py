@@ -14,26 +14,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SRC = ROOT.parent / "shared" / "data" / "amazon2018_gift_cards" / "Gift_Cards_5.json.gz"
+from common import ROOT, SHARED, make_file
 
-
-def make_file(src: Path, dst: Path, n_lines: int) -> int:
-    lines = [ln for ln in gzip.open(src, "rb").read().splitlines() if ln.strip()]
-    written = 0
-    with gzip.open(dst, "wb", compresslevel=1) as f:
-        while written < n_lines:
-            chunk = lines[: n_lines - written]
-            f.write(b"\n".join(chunk) + b"\n")
-            written += len(chunk)
-    return written
+DEFAULT_SRC = SHARED / "amazon2018_gift_cards" / "Gift_Cards_5.json.gz"
 
 
 def run_recpipe(folder: str, out: str) -> None:

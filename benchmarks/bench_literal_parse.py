@@ -20,7 +20,6 @@ seconds show the pool's overhead independently of contention.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import resource
 import subprocess
@@ -30,20 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SRC = ROOT.parent / "shared" / "data" / "steam_raw" / "steam_games.json.gz"
+from common import ROOT, SHARED, make_file
 
-
-def make_file(src: Path, dst: Path, n_lines: int) -> int:
-    """Write `n_lines` lines to `dst` (gzip, fast level) by repeating the lines of `src`."""
-    lines = [ln for ln in gzip.open(src, "rb").read().splitlines() if ln.strip()]
-    written = 0
-    with gzip.open(dst, "wb", compresslevel=1) as f:
-        while written < n_lines:
-            chunk = lines[: n_lines - written]
-            f.write(b"\n".join(chunk) + b"\n")
-            written += len(chunk)
-    return written
+DEFAULT_SRC = SHARED / "steam_raw" / "steam_games.json.gz"
 
 
 class PeakRss:
