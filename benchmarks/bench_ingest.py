@@ -73,6 +73,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC)
     ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs per reader, alternating; the fastest counts (less machine noise)")
     args = ap.parse_args()
     if not args.src.exists():
         sys.exit(f"source file {args.src} not found (needs ../shared/data beside the repo)")
@@ -86,12 +88,15 @@ def main() -> None:
             mb = (folder / "Big_5.json.gz").stat().st_size / 2**20
             print(f"{label}: {n:,} lines, {mb:.0f} MiB gzipped", flush=True)
             kinds = ("recpipe", "baseline") if label == "full" else ("recpipe",)
-            for kind in kinds:
-                secs, rss = measure(kind, folder, tmp / f"out-{kind}-{label}")
-                results[(kind, label)] = (n / secs, rss)
-                print(f"  {kind:9s} {n / secs:>12,.0f} lines/s   peak RSS {rss:8.0f} MiB", flush=True)
+            for _ in range(args.repeat):
+                for kind in kinds:
+                    secs, rss = measure(kind, folder, tmp / f"out-{kind}-{label}")
+                    best = results.get((kind, label), (0.0, 0.0))
+                    results[(kind, label)] = (max(best[0], n / secs), max(best[1], rss))
+                    print(f"  {kind:9s} {n / secs:>12,.0f} lines/s   peak RSS {rss:8.0f} MiB", flush=True)
         ours, base = results[("recpipe", "full")], results[("baseline", "full")]
-        print(f"\nspeed-up vs json.loads + pandas: {ours[0] / base[0]:.1f}x (target >= 5x)")
+        print(f"\nbest of {args.repeat}: recpipe {ours[0]:,.0f} lines/s, baseline {base[0]:,.0f} lines/s")
+        print(f"speed-up vs json.loads + pandas: {ours[0] / base[0]:.1f}x (target >= 5x)")
         print(f"peak RSS: recpipe {ours[1]:.0f} MiB vs baseline {base[1]:.0f} MiB")
         q = results[("recpipe", "quarter")][1]
         print(f"recpipe peak RSS at 1/4 size {q:.0f} MiB vs full size {ours[1]:.0f} MiB "

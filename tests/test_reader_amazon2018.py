@@ -148,3 +148,15 @@ def test_names_and_prices():
     assert category_of(Path("Books.json.gz")) == "Books"
     assert parse_price("$12.99") == 12.99 and parse_price("$5.00 - $10.00") == 5.0
     assert parse_price(".a-section{display:none}") is None and parse_price(3) == 3.0
+
+
+def test_multi_member_gzip_reads_as_one_stream(tmp_path):
+    """Concatenated gzip archives (as `cat a.gz b.gz` makes) are one file to the reader."""
+    d = tmp_path / "raw"
+    d.mkdir()
+    first = "\n".join(json.dumps({**GOOD, "reviewerID": f"U{k}"}) for k in range(3)) + "\n"
+    second = json.dumps({**GOOD, "reviewerID": "U9"}) + "\n"
+    (d / "Books_5.json.gz").write_bytes(gzip.compress(first.encode()) + gzip.compress(second.encode()))
+    inter, _, _, rejects = read(d, tmp_path, chunk_mb=0.0001)
+    assert inter["user"].to_list() == ["U0", "U1", "U2", "U9"] and not rejects.rejects
+    assert rejects.summary()["lines/Books_5.json.gz"] == 4
