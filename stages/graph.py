@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recpipe.config import ParamError, choice, load_params, parse, section
+from recpipe.config import ParamError, choice, load_params, parse, rng, section
 
 
 @dataclass
@@ -32,6 +32,8 @@ class GraphParams:
     semantic: str = field(default="profiles", metadata=choice("profiles", "release"))
     # auto (cuda when present) | cpu | cuda
     device: str = "auto"
+    # CPU threads for torch; 0 = torch's default (1 can be far faster on a busy machine)
+    threads: int = field(default=0, metadata=rng(0))
     # training loop (recpipe.graph.trainer.TrainConfig keys)
     train: dict = field(default_factory=dict)
     # any backbone or alignment key on top of the preset, e.g. {layers: 2, kd_weight: 0.05}
@@ -103,6 +105,8 @@ def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seed, sem, args) -> None:
     from recpipe.io import write_npy
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device
+    if p.threads:
+        torch.set_num_threads(p.threads)
     data = load_split(args.processed)
     seed_everything(seed)
     backbone = get_backbone(p.model)(data.n_users, data.n_items, Graph(bipartite(data.train), device), bb_cfg)

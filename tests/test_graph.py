@@ -139,3 +139,24 @@ def test_resumed_run_equals_uninterrupted(data, tmp_path):
     resumed = _train(data, tmp_path, 4, ckpt=ckpt, align="gen")
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-6)
     assert resumed["test"].summary == pytest.approx(full["test"].summary, rel=1e-6)
+
+
+def test_stage_says_which_semantic_file_is_missing(tmp_path):
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+    from recpipe.config import ParamError, parse
+
+    spec = importlib.util.spec_from_file_location("graph_stage", ROOT / "stages" / "graph.py")
+    stage = importlib.util.module_from_spec(spec)
+    sys.modules["graph_stage"] = stage  # dataclasses look their module up there
+    spec.loader.exec_module(stage)
+    p = parse(stage.GraphParams, {"align": "gen"}, prefix="graph")
+    with pytest.raises(ParamError, match=r"graph.align=gen needs .*user_profile.npy.*dvc repro embed"):
+        stage.semantic_tables(p, tmp_path / "processed", tmp_path / "embeddings")
+    p = parse(stage.GraphParams, {"align": "con", "semantic": "release"}, prefix="graph")
+    with pytest.raises(ParamError, match=r"user_emb.npy.*usr_emb_np.pkl"):
+        stage.semantic_tables(p, tmp_path / "processed", tmp_path / "embeddings")
+    with pytest.raises(ParamError, match="graph.threads: -1 must be >= 0"):
+        parse(stage.GraphParams, {"threads": -1}, prefix="graph")
