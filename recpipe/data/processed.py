@@ -97,7 +97,7 @@ def _report(df, umap, imap, stats, info, p: SplitParams) -> dict:
     per = df.group_by("domain", "split").len().sort("domain", "split")
     for d, s, n in per.iter_rows():
         rep[f"domain/{d}/{s}"] = int(n)
-    for d, n in df.group_by("domain").agg(pl.col("iid").n_unique()).iter_rows():
+    for d, n in df.group_by("domain").agg(pl.col("iid").n_unique()).sort("domain").iter_rows():
         rep[f"domain/{d}/items"] = int(n)
     train_items = df.filter(pl.col("split") == "train")["iid"].unique()
     for s in ("valid", "test"):
