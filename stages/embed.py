@@ -50,10 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.metrics, report)
     enc_n = sum(v for k, v in report.items() if k.endswith("/encoded"))
     hit_n = sum(v for k, v in report.items() if k.endswith("/cached"))
+    def failed(kind: str) -> str:
+        if report.get(f"{kind}_profile/skipped"):
+            return "all (no matrix)"
+        return f"{report[f'{kind}_profile/failed'] + report[f'{kind}_profile/absent']:,}"
+
     print(f"embed: {report['users']:,} users, {report['items']:,} items, dim {report['dim']}; "
           f"{enc_n:,} texts encoded, {hit_n:,} from cache; failed profiles "
-          f"user {report['user_profile/failed'] + report['user_profile/absent']:,} / item "
-          f"{report['item_profile/failed'] + report['item_profile/absent']:,}"
+          f"user {failed('user')} / item {failed('item')}"
           + (f"; images missing {report['item_image/missing']:,}" if "item_image/missing" in report else "")
           + f" in {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0

@@ -48,7 +48,9 @@ def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
         how = "ingest an RLMRec release that has usr_emb_np.pkl / itm_emb_np.pkl"
     else:
         files = [embeddings / "user_profile.npy", embeddings / "item_profile.npy"]
-        how = "run the profile and embed stages (dvc repro embed)"
+        how = ("run the profile and embed stages (dvc repro embed); they write them only when "
+               "the data has text to profile, so for a release without text use "
+               "graph.align=none or graph.semantic=release")
     missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise ParamError(f"graph.align={p.align} needs {', '.join(missing)}; {how}")

@@ -153,14 +153,18 @@ def test_profile_embeddings_fill_failed_rows_with_the_mean(gift, encoder, cache_
     assert index["item_profile"]["missing_rows"] == [10]
 
 
-def test_all_failed_or_missing_profiles_stop_with_a_message(gift, encoder, cache_dir, tmp_path):
+def test_missing_profiles_stop_and_textless_ones_write_no_matrix(gift, encoder, cache_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="profile"):
         embed_all(gift, tmp_path / "o", encoder, cache_dir, profiles=tmp_path / "nowhere")
     write_profiles(tmp_path / "p", 453, 147)
     bad = pl.read_parquet(tmp_path / "p" / "item_profiles.parquet").with_columns(status=pl.lit("failed"))
     bad.write_parquet(tmp_path / "p" / "item_profiles.parquet")
-    with pytest.raises(ValueError, match="every profile failed"):
-        embed_all(gift, tmp_path / "o", encoder, cache_dir, profiles=tmp_path / "p")
+    report = embed_all(gift, tmp_path / "o", encoder, cache_dir, profiles=tmp_path / "p")
+    # every item profile failed (a release without text): no made-up matrix, said so
+    assert report["item_profile/skipped"] == 1 and not (tmp_path / "o" / "item_profile.npy").exists()
+    assert (tmp_path / "o" / "user_profile.npy").exists()
+    index = json.loads((tmp_path / "o" / "index.json").read_text())
+    assert index["matrices"]["item_profile"]["skipped"] == "no text to embed"
 
 
 @pytest.mark.parametrize("layout", ["npy", "parquet"])

@@ -159,11 +159,18 @@ def embed_all(processed: Path, out_dir: Path, encoder, cache_dir: Path | None,
     index: dict = {"model": encoder.name, "signature": encoder.signature(), "matrices": {}}
     mats: dict[str, np.ndarray] = {}
     for name, (texts, extra, source) in jobs.items():
+        if all(t is None or not t for t in texts):
+            # e.g. the RLMRec release: ids without any text. No matrix at all, rather than a
+            # made-up one; a stage that needs it (graph.align=con) then names the missing file
+            print(f"embed: no text for {name} ({source}); {name}.npy is not written")
+            report[f"{name}/skipped"] = 1
+            index["matrices"][name] = {"skipped": "no text to embed", "source": source}
+            continue
         mat, counts, missing = embed_rows(encoder, cache, texts)
         mats[name] = mat
         report.update({f"{name}/{k}": v for k, v in {**counts, **extra}.items()})
         index["matrices"][name] = _entry(name, mat, source, missing, encoder.normalize)
-    report["dim"] = int(mats["item_text"].shape[1])
+    report["dim"] = int(next(iter(mats.values())).shape[1]) if mats else 0
     cache.save()   # before the matrices: a crash after this point still keeps the new vectors
 
     if image_features:
