@@ -17,7 +17,7 @@ def _formats(_args) -> int:
     from recpipe.data.readers import READERS
 
     for name, module in READERS.items():
-        doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()
+        doc = (importlib.import_module(module.split(":")[0]).__doc__ or "").strip().splitlines()
         print(f"{name:11s} {doc[0] if doc else ''}")
     return 0
 

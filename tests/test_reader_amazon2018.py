@@ -138,7 +138,7 @@ def test_missing_folder_and_files_say_what_was_expected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(IngestError, match=r"expected a file named like \*\.json\.gz"):
         ingest(DatasetParams(path=str(tmp_path / "empty")), IngestParams(), tmp_path / "o")
-    with pytest.raises(IngestError, match="not a known format"):
+    with pytest.raises(IngestError, match="dataset.format='csv' is not available; choose one of amazon2018"):
         get_reader("csv")
 
 

@@ -5,7 +5,7 @@ Registry: `BACKBONES` maps `graph.model` to "module:Class"; models import lazily
 
 from __future__ import annotations
 
-import importlib
+from recpipe.registry import resolve
 
 BACKBONES: dict[str, str] = {
     "lightgcn": "recpipe.graph.lightgcn:LightGCN",
@@ -13,7 +13,4 @@ BACKBONES: dict[str, str] = {
 
 
 def get_backbone(name: str):
-    if name not in BACKBONES:
-        raise ValueError(f"graph.model={name!r} is not available; choose one of {', '.join(BACKBONES)}")
-    module, cls = BACKBONES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return resolve(BACKBONES, name, "graph.model")

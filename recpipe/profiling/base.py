@@ -7,9 +7,10 @@ responses as they complete, in any order, so a slow request never holds back the
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
+
+from recpipe.registry import resolve
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,4 @@ BACKENDS: dict[str, str] = {
 
 def get_backend(name: str):
     """The backend class registered as `name` (imported lazily: hf pulls in torch)."""
-    if name not in BACKENDS:
-        raise ValueError(f"profile.backend={name!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return resolve(BACKENDS, name, "profile.backend")

@@ -12,22 +12,22 @@ formats does not import every reader's dependencies.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from recpipe.data.rejects import IngestError
+from recpipe.registry import resolve
 
 READERS: dict[str, str] = {
-    "amazon2018": "recpipe.data.readers.amazon2018",
-    "amazon2014": "recpipe.data.readers.amazon2014",
-    "yelp": "recpipe.data.readers.yelp",
-    "steam": "recpipe.data.readers.steam",
-    "rlmrec": "recpipe.data.readers.rlmrec",
-    "seqtxt": "recpipe.data.readers.seqtxt",
-    "recbole": "recpipe.data.readers.recbole",
+    "amazon2018": "recpipe.data.readers.amazon2018:read",
+    "amazon2014": "recpipe.data.readers.amazon2014:read",
+    "yelp": "recpipe.data.readers.yelp:read",
+    "steam": "recpipe.data.readers.steam:read",
+    "rlmrec": "recpipe.data.readers.rlmrec:read",
+    "seqtxt": "recpipe.data.readers.seqtxt:read",
+    "recbole": "recpipe.data.readers.recbole:read",
 }
 
 
@@ -54,11 +54,7 @@ class Tables:
 
 
 def get_reader(name: str):
-    if name not in READERS:
-        raise IngestError(
-            f"dataset.format={name!r} is not a known format; choose one of {', '.join(READERS)}"
-        )
-    return importlib.import_module(READERS[name]).read
+    return resolve(READERS, name, "dataset.format", IngestError)
 
 
 def find_files(folder: Path, patterns: list[str], what: str) -> list[Path]:
