@@ -112,14 +112,14 @@ def test_alignment_without_semantic_tables_fails_clearly(data):
         _model(data, "con")
 
 
-def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none"):
+def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none", patience=50):
     from recpipe.eval.protocol import resolve
     from recpipe.graph.trainer import TrainConfig, train
 
     rng = np.random.default_rng(1)
     sem = (rng.normal(size=(data.n_users, 8)), rng.normal(size=(data.n_items, 8)))
     m = _model(data, align, seed=seed, sem=sem)
-    cfg = TrainConfig(batch_size=256, epochs=epochs, eval_every=1, patience=50)
+    cfg = TrainConfig(batch_size=256, epochs=epochs, eval_every=1, patience=patience)
     return train(m, data, cfg, resolve({"preset": "rlmrec"}), seed, ckpt=ckpt, progress=False)
 
 
@@ -160,3 +160,12 @@ def test_stage_says_which_semantic_file_is_missing(tmp_path):
         stage.semantic_tables(p, tmp_path / "processed", tmp_path / "embeddings")
     with pytest.raises(ParamError, match="graph.threads: -1 must be >= 0"):
         parse(stage.GraphParams, {"threads": -1}, prefix="graph")
+
+
+def test_resuming_a_finished_run_trains_nothing_more(data, tmp_path):
+    ckpt = tmp_path / "done"
+    first = _train(data, tmp_path, 30, ckpt=ckpt, patience=1)  # stops at the first non-gain
+    assert len(first["history"]) < 30
+    again = _train(data, tmp_path, 30, ckpt=ckpt, patience=1)
+    assert len(again["history"]) == len(first["history"])
+    assert again["test"].summary == first["test"].summary

@@ -74,6 +74,8 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
         sampler.load_state(rng_state["sampler"])
         if "gen" in rng_state:
             model.rng.bit_generator.state = rng_state["gen"]
+        if bad >= cfg.patience:  # that run had already stopped early: nothing left to train
+            start = cfg.epochs
         print(f"resumed from {ckpt} at epoch {start}")
     bar = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress, mininterval=1.0)
     for epoch in bar:
