@@ -68,3 +68,19 @@ def find_files(folder: Path, patterns: list[str], what: str) -> list[Path]:
             f"no {what} in {folder}: expected a file named like {' or '.join(patterns)}"
         )
     return found
+
+
+def select_categories(found: dict, opts: ReadOptions, expected: str) -> dict:
+    """Keep the entries of `found` (category -> files) that `ingest.categories` names.
+
+    Empty `ingest.categories` keeps everything; a name with no files is an error that says
+    which file name was `expected` and what the folder does hold.
+    """
+    if not opts.categories:
+        return dict(found)
+    unknown = [c for c in opts.categories if c not in found]
+    if unknown:
+        raise IngestError(
+            f"ingest.categories={unknown}: no {expected} for them (found: {', '.join(sorted(found))})"
+        )
+    return {c: found[c] for c in opts.categories}

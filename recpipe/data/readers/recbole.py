@@ -39,7 +39,7 @@ from pathlib import Path
 import polars as pl
 
 from recpipe.data.lines import iter_chunks, open_binary
-from recpipe.data.readers import ReadOptions, Tables, find_files
+from recpipe.data.readers import ReadOptions, Tables, find_files, select_categories
 from recpipe.data.rejects import IngestError, RejectLog
 from recpipe.data.schema import SPLIT_NAMES, conform
 
@@ -102,15 +102,7 @@ def _datasets(files: list[Path], opts: ReadOptions) -> dict[str, dict[str, Path]
         m = _SPLIT_FILE.match(f.name)
         name, split = (m["name"], m["split"]) if m else (f.name[: -len(".inter")], "")
         found[name][split] = f
-    if opts.categories:
-        unknown = [c for c in opts.categories if c not in found]
-        if unknown:
-            raise IngestError(
-                f"ingest.categories={unknown}: no <name>.inter for them "
-                f"(found: {', '.join(sorted(found))})"
-            )
-        found = {n: found[n] for n in opts.categories}
-    return dict(found)
+    return select_categories(found, opts, "<name>.inter")
 
 
 def _dedupe(parts: list[Path], key: str, stats: dict) -> pl.LazyFrame:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.readers import ReadOptions, Tables, find_files
+from recpipe.data.readers import ReadOptions, Tables, find_files, select_categories
 from recpipe.data.rejects import IngestError, RejectLog
 
 ATTRS_SUFFIX = "_item2attributes.json"
@@ -39,14 +39,7 @@ _INT = r"^\d+$"
 def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Tables:
     files = find_files(Path(path), ["*.txt"], "sequence file (<Name>.txt, S3Rec format)")
     by_name = {f.stem: f for f in files}
-    if opts.categories:
-        unknown = [c for c in opts.categories if c not in by_name]
-        if unknown:
-            raise IngestError(
-                f"ingest.categories={unknown} not found in {path}; expected <Name>.txt for each "
-                f"(found: {', '.join(sorted(by_name))})"
-            )
-        by_name = {n: by_name[n] for n in opts.categories}
+    by_name = select_categories(by_name, opts, "<Name>.txt")
     multi = len(by_name) > 1
     inters, items, users = [], [], []
     stats: dict[str, int] = {}
