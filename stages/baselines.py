@@ -5,6 +5,11 @@ Reads params: baselines, eval, seed. For each model in `baselines.models`: fit o
 with the one evaluator; write `metrics/<name>.json` (flat keys such as `test/recall@20`) and
 `models/baselines/<name>/per_user.parquet`. BPR-MF's training curve goes to
 `plots/baselines/bprmf/` (dvclive) for `dvc plots`. TQDM_DISABLE=1 hides the progress bar.
+
+`baselines.seeds: [1, 2, 3]` runs every model once per seed: each seed's metrics, per-user
+table and curve go to a `seed<k>/` folder inside the model's folders, and `metrics/<name>.json`
+holds the mean with a `_std` beside each metric (recpipe/eval/seeds.py). `[]` = one run with
+the top-level `seed`, exactly as without the key.
 """
 
 from __future__ import annotations
@@ -28,43 +33,52 @@ def pick_device(name: str) -> str:
 
 def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path, plots_dir: Path,
         only: list[str] | None = None) -> dict[str, dict]:
-    """Fit and evaluate the configured baselines (or just `only`); return {name: metrics}."""
+    """Fit and evaluate the configured baselines (or just `only`), once per seed of
+    `baselines.seeds`; return {name: what metrics/<name>.json holds}."""
     from recpipe.baselines import MODELS, BaselinesParams
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
-    from recpipe.eval.output import write_results
     from recpipe.eval.protocol import resolve
+    from recpipe.eval.seeds import STD, Seed, pop_seeds, run_seeds
 
+    seeds, params = pop_seeds(params, "baselines")  # BaselinesParams has no `seeds` field
     cfg = section(params, "baselines", BaselinesParams)
     ecfg = resolve(params.get("eval"))
-    seed = params.get("seed", 2023)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ParamError(f"seed: {seed!r} is not an integer")
     for name in only or []:
         if name not in MODELS:
             raise ParamError(f"--model {name!r}: unknown baseline; choose from {', '.join(MODELS)}")
     device = pick_device(cfg.device)
     data = load_split(processed)
     print(f"baselines: {data.n_users:,} users x {data.n_items:,} items, eval preset "
-          f"{ecfg.preset}, device {device}, seed {seed}", flush=True)
+          f"{ecfg.preset}, device {device}, seed{'s' if len(seeds) > 1 else ''} "
+          f"{', '.join(map(str, seeds))}", flush=True)
     out = {}
     for name in only or cfg.models:
-        t0 = time.perf_counter()
         (plots_dir / name).mkdir(parents=True, exist_ok=True)  # a declared out, even if unused
-        model = MODELS[name](cfg.model_params(name), seed=seed, device=device,
-                             log_dir=plots_dir / name)  # only trained models log a curve
-        model.fit(data.train, data.valid, data, ecfg)
-        fit_s = time.perf_counter() - t0
-        scorer = model.scorer()
-        results = {part: evaluate(scorer, data, ecfg, part) for part in ("valid", "test")}
-        seconds = time.perf_counter() - t0
-        m = write_results(results, ecfg, metrics_dir / f"{name}.json",
-                          models_dir / name / "per_user.parquet", model=name, seed=seed,
-                          selected_epoch=model.selected_epoch)  # no timings: same seed, same file
+
+        def fit(s: Seed, name=name):
+            t0 = time.perf_counter()
+            model = MODELS[name](cfg.model_params(name), seed=s.value, device=device,
+                                 log_dir=s.under(plots_dir / name))  # only trained models log
+            model.fit(data.train, data.valid, data, ecfg)
+            fit_s = time.perf_counter() - t0
+            scorer = model.scorer()
+            results = {part: evaluate(scorer, data, ecfg, part) for part in ("valid", "test")}
+            test = results["test"].summary
+            tag = f"{name} seed {s.value}" if s.multi else name
+            print(f"baselines: {tag:8s} test recall@20={test.get('recall@20', float('nan')):.4f} "
+                  f"ndcg@20={test.get('ndcg@20', float('nan')):.4f}  (epoch "
+                  f"{model.selected_epoch}, fit {fit_s:.1f} s, total "
+                  f"{time.perf_counter() - t0:.1f} s)", flush=True)
+            # no timings in the metrics: same seed, same file
+            return results, {"selected_epoch": model.selected_epoch}
+
+        m = run_seeds(seeds, fit, ecfg, metrics_dir / f"{name}.json", models_dir / name, model=name)
         out[name] = m
-        print(f"baselines: {name:8s} test recall@20={m.get('test/recall@20', float('nan')):.4f} "
-              f"ndcg@20={m.get('test/ndcg@20', float('nan')):.4f}  "
-              f"(epoch {model.selected_epoch}, fit {fit_s:.1f} s, total {seconds:.1f} s)", flush=True)
+        if len(seeds) > 1:
+            print(f"baselines: {name:8s} over {len(seeds)} seeds: test recall@20="
+                  f"{m.get('test/recall@20', float('nan')):.4f} ± "
+                  f"{m.get('test/recall@20' + STD, float('nan')):.4f}", flush=True)
     return out
 
 

@@ -212,6 +212,9 @@ def test_stage_end_to_end_on_rlmrec_amazon(amazon, tmp_path, monkeypatch):
     assert bpr["selected_epoch"] in (5, 10)
     assert bpr["test/recall@20"] > 2 * pop["test/recall@20"]
     assert bpr["test/ndcg@20"] > pop["test/ndcg@20"]
+    # no `baselines.seeds`: one run with the top-level seed, today's single-seed layout
+    assert pop["seed"] == bpr["seed"] == 2023 and not any(k.endswith("_std") for k in bpr)
+    assert [p.name for p in (tmp_path / "models" / "bprmf").iterdir()] == ["per_user.parquet"]
     per_user = pl.read_parquet(tmp_path / "models" / "bprmf" / "per_user.parquet")
     assert per_user.filter(pl.col("part") == "test").height == 9860
     assert (tmp_path / "plots" / "bprmf" / "plots" / "metrics" / "valid" / "recall@20.tsv").exists()

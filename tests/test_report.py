@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from recpipe.eval.report import ReportParams, build_report, collect_runs, leaderboard, read_curves
+from recpipe.eval.seeds import aggregate
 from recpipe.eval.significance import fmt_mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +210,47 @@ def test_misaligned_units_are_not_marked(tmp_path):
     main = _tables(md)[0]
     assert not any(c.endswith("*") for c in main["shifted"][2:])
     assert "different units" in md
+
+
+def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):
+    """`metrics/mix.json` (seeds 1, 2 run by one stage) + `metrics/mix-seed3.json` = 3 seeds."""
+    root = tmp_path
+    (root / "metrics").mkdir()
+    rng = np.random.default_rng(2)
+    base = {m: rng.beta(0.5, 3.0, N_USERS) for m in METRICS}
+    _write_run(root, "pop", "pop", 0, _per_user(base, 0.0, 0.0, rng))
+    per, frames = [], []
+    for s in (1, 2):  # per-seed files live in the model folder, as run_seeds writes them
+        frames.append(_per_user(base, 0.05, 0.05, rng))
+        per.append(_write_run(root, f"mix{s}", "mix", s, frames[-1]))
+        (root / "metrics" / f"mix{s}.json").rename(root / "models/fake" / f"mix{s}/metrics.json")
+    listed = [f"models/fake/mix{s}/metrics.json" for s in (1, 2)]
+    (root / "metrics" / "mix.json").write_text(json.dumps(aggregate(per, [1, 2], listed)))
+    frames.append(_per_user(base, 0.05, 0.05, rng))
+    per.append(_write_run(root, "mix-seed3", "mix", None, frames[-1]))
+    runs = collect_runs(root)
+    assert sorted(r.seed for r in runs if r.model == "mix") == [1, 2, 3]
+    md = leaderboard(runs, ReportParams())
+    main = _tables(md)[0]
+    assert list(main)[1:] == ["pop", "mix"] and main["mix"][1] == "3"
+    vals = [v["test/recall@20"] for v in per]
+    assert main["mix"][3] == fmt_mean_std(float(np.mean(vals)), float(np.std(vals, ddof=1))) + " *"
+    # the test ran on per-user values averaged over all three seeds
+    details = next(t for t in _tables(md) if "baseline" in t["header"])
+    overall = (pl.col("part") == "test") & (pl.col("domain") == "all")
+    mean3 = np.mean([f.filter(overall).sort("uid")["ndcg@20"].to_numpy() for f in frames], axis=0)
+    pop = pl.read_parquet(root / "models/fake/pop/per_user.parquet").filter(overall).sort("uid")
+    assert details["mix"][4] == f"{float(np.mean(mean3 - pop['ndcg@20'].to_numpy())):+.4f}"
+    # a seed held by both conventions is refused, naming both files
+    _write_run(root, "mix-seed1", "mix", None, frames[0])
+    with pytest.raises(ValueError, match=r"both hold model 'mix' seed 1") as err:
+        collect_runs(root)
+    assert "metrics/mix-seed1.json" in str(err.value) and "mix1/metrics.json" in str(err.value)
+    (root / "metrics" / "mix-seed1.json").unlink()
+    # a mean file that does not list its seeds' files cannot be tested or averaged: refused
+    (root / "metrics" / "mix.json").write_text(json.dumps(aggregate(per[:2], [1, 2])))
+    with pytest.raises(ValueError, match=r"mix\.json is a mean over 2 seeds without a `per_seed`"):
+        collect_runs(root)
 
 
 def test_pngs_are_written_and_valid(project):

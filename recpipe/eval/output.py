@@ -32,7 +32,11 @@ def metrics_dict(results: dict[str, EvalResult], cfg: EvalConfig, **extra) -> di
 
 def write_results(results: dict[str, EvalResult], cfg: EvalConfig, metrics_path: str | Path,
                   per_user_path: str | Path | None = None, **extra) -> dict:
-    """Write `metrics_path` (flat JSON) and, if given, `per_user_path` (Parquet)."""
+    """Write `metrics_path` (flat JSON) and, if given, `per_user_path` (Parquet).
+
+    Several seeds of one method: `recpipe.eval.seeds.run_seeds` calls this once per seed and
+    writes the mean ± std file on top.
+    """
     m = metrics_dict(results, cfg, **extra)
     write_json(metrics_path, m)
     if per_user_path is not None:

@@ -4,9 +4,13 @@ Inputs (paths relative to the project root):
 - `metrics/*.json`: one flat file per method run, as `recpipe.eval.output.write_results`
   writes it (`test/recall@20`, `test/recall@20/Books`, `preset`, ...) plus `model` and `seed`.
   Files without any `test/` or `valid/` key (`dataset.json`, `ingest.json`) are not runs.
-- Seeds convention: `metrics/<model>.json` holds one seed; further seeds of the same model go
-  to `metrics/<model>-seed<k>.json`. Runs are grouped by their `model` key (else the file
-  stem without `-seed<k>`); `seed` comes from the key (else the `-seed<k>` suffix).
+- Seeds, two conventions (mixable): (1) a stage that ran several seeds itself
+  (`recpipe.eval.seeds`) writes `metrics/<model>.json` with the mean, `<key>_std` and a
+  `per_seed` list of per-seed metrics files (`models/.../seed<k>/metrics.json`, each with its
+  `seed` and `per_user`); the report reads those per-seed files as the runs. (2) One file per
+  seed: `metrics/<model>.json` holds one seed, further seeds of the same model go to
+  `metrics/<model>-seed<k>.json`. Runs are grouped by their `model` key (else the file stem
+  without `-seed<k>`); `seed` comes from the key (else the `-seed<k>` suffix).
 - Per-user tables: the file named by the run's `per_user` key (pass
   `per_user="models/.../per_user.parquet"` to `write_results`), else the single
   `models/**/<stem>/per_user.parquet` whose folder is the metrics file's stem.
@@ -85,8 +89,30 @@ def _find_per_user(root: Path, stem: str, values: dict) -> Path | None:
     return hits[0] if hits else None
 
 
+def _expand_seeds(root: Path, path: Path, values: dict) -> list[tuple[Path, dict]]:
+    """A mean-over-seeds file -> its per-seed (path, values); any other file -> itself."""
+    listed = values.get("per_seed")
+    if not listed:
+        if isinstance(values.get("seeds"), int) and values["seeds"] > 1:
+            raise ValueError(f"report: {path} is a mean over {values['seeds']} seeds without a "
+                             "`per_seed` list of their files; the report needs each seed's file")
+        return [(path, values)]
+    if not isinstance(listed, list):  # ValueError: the stage reports those, not a crash
+        raise ValueError(f"report: {path}: `per_seed` must be a list of metrics files")  # noqa: TRY004
+    out = []
+    for rel in listed:
+        p = root / rel
+        if not p.exists():
+            raise ValueError(f"report: {path} averages seeds whose file {p} is missing; "
+                             "re-run the stage that wrote it (e.g. dvc repro baselines)")
+        seed_values = read_json(p)
+        seed_values.setdefault("model", values.get("model") or path.stem)
+        out.append((p, seed_values))
+    return out
+
+
 def collect_runs(root: Path) -> list[Run]:
-    """Every method run under `root/metrics`, sorted by file name."""
+    """Every method run under `root/metrics` (one per seed), sorted by file name."""
     runs, seen = [], {}
     for path in sorted((root / "metrics").glob("*.json")):
         values = read_json(path)
@@ -95,15 +121,16 @@ def collect_runs(root: Path) -> list[Run]:
         if not any(k.startswith(("test/", "valid/")) for k in values):
             continue
         m = _SEED_SUFFIX.match(path.stem)
-        model = values.get("model") or (m["model"] if m else path.stem)
-        seed = values.get("seed", int(m["seed"]) if m else None)
-        run = Run(str(model), seed, path, values, _find_per_user(root, path.stem, values))
-        key = (run.protocol, run.model, run.seed)
-        if key in seen:
-            raise ValueError(f"report: {seen[key]} and {path} both hold model {run.model!r} "
-                             f"seed {run.seed} under the same protocol; remove one")
-        seen[key] = path
-        runs.append(run)
+        for src, vals in _expand_seeds(root, path, values):
+            model = vals.get("model") or (m["model"] if m else path.stem)
+            seed = vals.get("seed", int(m["seed"]) if m else None)
+            run = Run(str(model), seed, src, vals, _find_per_user(root, path.stem, vals))
+            key = (run.protocol, run.model, run.seed)
+            if key in seen:
+                raise ValueError(f"report: {seen[key]} and {src} both hold model {run.model!r} "
+                                 f"seed {run.seed} under the same protocol; remove one")
+            seen[key] = src
+            runs.append(run)
     return runs
 
 

@@ -1,0 +1,180 @@
+"""Several seeds inside one DVC stage: run each, keep per-seed results, write mean ± std.
+
+One `dvc exp` per seed would overwrite the same `metrics/<model>.json`, so a training stage
+runs its seeds itself. It reads `<section>.seeds` (a list of distinct non-negative ints; absent
+or `[]` = `[<top-level seed>]`) and writes, for a model whose out folder is `<out>`:
+
+    one seed (today's layout, unchanged):
+        metrics/<model>.json         that seed's flat metrics, with `seed`
+        <out>/per_user.parquet       its per-user table
+    several seeds:
+        <out>/seed<k>/metrics.json   seed k's flat metrics, with `seed` and `per_user`
+        <out>/seed<k>/per_user.parquet
+        metrics/<model>.json         the mean over seeds under the usual keys
+                                     (`test/recall@20`, ...), `<key>_std` (sample std, ddof=1)
+                                     right after each, `seeds` (count), `seed_list` and
+                                     `per_seed` (the per-seed metrics.json paths)
+
+The per-seed files sit inside the stage's declared out folder, so DVC caches them. The report
+(`recpipe.eval.report`) follows `per_seed` and tests on per-user values averaged over seeds.
+
+Aggregation rules (`aggregate`): a key counts only if every seed has it. Floats get mean and
+`_std` (a deterministic model gets std 0.0, so every model shows the same keys); integers
+equal across seeds stay as they are (`test/units`), varying ones (`selected_epoch`) get mean
+and `_std`. Other values are kept when all seeds agree (`preset`, `model`) and dropped when
+they differ. `seed` and `per_user` describe one seed and never reach the aggregate.
+
+API (everything a stage needs; see stages/baselines.py for a full use):
+
+    seeds, params = pop_seeds(params, "graph")   # validated list; params without graph.seeds
+    seeds = parse_seeds(value, default, "graph.seeds")  # same check for a dataclass field
+    def fit(s: Seed):                            # s.value: the seed; s.under(root): its folder
+        ...train with s.value, log curves to s.under(plots_dir)...
+        return {"valid": res_v, "test": res_t}, {"selected_epoch": epoch}
+    m = run_seeds(seeds, fit, eval_cfg, "metrics/graph.json", out_dir, model="lightgcn-con")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recpipe.config import ParamError
+from recpipe.eval.output import write_results
+from recpipe.eval.significance import over_seeds
+from recpipe.io import write_json
+
+DEFAULT_SEED = 2023  # the stages' fallback when params.yaml has no top-level `seed`
+STD = "_std"  # suffix of a key's sample std: `test/recall@20_std`
+PER_SEED_ONLY = ("seed", "per_user")  # facts about one seed, never aggregated
+_HINT = "write a list of distinct non-negative integers, e.g. [1, 2, 3]; [] = the top-level seed"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One seed of a run; `multi` = several seeds ran, so each writes into its own folder."""
+
+    value: int
+    multi: bool = False
+
+    def under(self, root: str | Path) -> Path:
+        """`root/seed<k>` when several seeds run, else `root` itself (today's layout)."""
+        return Path(root) / f"seed{self.value}" if self.multi else Path(root)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def top_seed(params: dict) -> int:
+    """The top-level `seed` (default 2023), checked to be an integer."""
+    seed = params.get("seed", DEFAULT_SEED)
+    if not _is_int(seed):
+        raise ParamError(f"seed: {seed!r} is not an integer")
+    return seed
+
+
+def parse_seeds(value, default: int, key: str) -> list[int]:
+    """`value` of params key `key` -> the seeds to run, in the given order.
+
+    None or [] -> [default]. Raises ParamError naming `key` for anything but a list of
+    distinct non-negative ints (a bare int is refused: `seeds: 3` reads as "three seeds").
+    """
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return [default]
+    if not isinstance(value, (list, tuple)):
+        raise ParamError(f"{key}: {value!r} is not a list of seeds; {_HINT}")
+    seen: set[int] = set()
+    for v in value:
+        if not _is_int(v):
+            raise ParamError(f"{key}: {v!r} is not an integer seed; {_HINT}")
+        if v < 0:
+            raise ParamError(f"{key}: {v} is negative; {_HINT}")
+        if v in seen:
+            raise ParamError(f"{key}: seed {v} is listed twice; {_HINT}")
+        seen.add(v)
+    return list(value)
+
+
+def pop_seeds(params: dict, section: str) -> tuple[list[int], dict]:
+    """(seeds of `section`, a params copy whose `section` lacks `seeds`).
+
+    For a section parsed into a dataclass that has no `seeds` field; `params` is not changed.
+    """
+    default = top_seed(params)
+    sec = params.get(section)
+    if not isinstance(sec, dict) or "seeds" not in sec:
+        return [default], params
+    rest = {**params, section: {k: v for k, v in sec.items() if k != "seeds"}}
+    return parse_seeds(sec["seeds"], default, f"{section}.seeds"), rest
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def aggregate(per_seed: list[dict], seeds: list[int] | None = None,
+              paths: list[str] | None = None) -> dict:
+    """Mean ± sample std of several seeds' flat metrics dicts (rules: module docstring).
+
+    Key order follows the first seed, each `<key>_std` right after its mean, so
+    `dvc metrics show` puts them side by side; `seeds`, `seed_list`, `per_seed` take `seed`'s
+    place. Values are rounded to 6 digits like `metrics_dict`'s.
+    """
+    if len(per_seed) < 2:
+        raise ValueError(f"aggregate: needs at least two seeds, got {len(per_seed)}")
+    book = {"seeds": len(per_seed),
+            "seed_list": list(seeds) if seeds is not None else [d.get("seed") for d in per_seed]}
+    if paths is not None:
+        book["per_seed"] = [str(p) for p in paths]
+    first = per_seed[0]
+    out: dict = {} if "seed" in first else dict(book)
+    for key, v0 in first.items():
+        if key == "seed":  # the seed list goes where the single seed was
+            out.update(book)
+            continue
+        if key in PER_SEED_ONLY or any(key not in d for d in per_seed):
+            continue
+        vals = [d[key] for d in per_seed]
+        if all(_number(v) for v in vals):
+            if all(_is_int(v) for v in vals) and len(set(vals)) == 1:
+                out[key] = v0  # a count shared by every seed (units), not a statistic
+                continue
+            mean, std = over_seeds(vals)
+            out[key] = round(mean, 6)
+            out[key + STD] = round(std, 6)
+        elif all(v == v0 for v in vals):
+            out[key] = v0
+    return out
+
+
+def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path: str | Path,
+              out_dir: str | Path, **extra) -> dict:
+    """Run `fit` once per seed, write per-seed files and `metrics_path`; return what it holds.
+
+    fit(seed: Seed) -> ({part: EvalResult}, {extra key: value}) or just {part: EvalResult};
+    the stage trains with `seed.value` and puts its own seed-specific files (curves,
+    checkpoints) under `seed.under(folder)`. `cfg` is the EvalConfig; `extra` (e.g.
+    model="bprmf") goes into every metrics file. Paths are written as given, so pass them
+    relative to the project root (the stage's working directory).
+    """
+    if not seeds:
+        raise ValueError("run_seeds: no seeds (parse_seeds turns [] into [seed])")
+    multi = len(seeds) > 1
+    per_seed, paths = [], []
+    for value in seeds:
+        s = Seed(value, multi)
+        got = fit(s)
+        results, more = got if isinstance(got, tuple) else (got, {})
+        folder = s.under(out_dir)
+        per_user = folder / "per_user.parquet"
+        if not multi:  # exactly today's single-seed files
+            return write_results(results, cfg, metrics_path, per_user, **extra, seed=value, **more)
+        m = write_results(results, cfg, folder / "metrics.json", per_user, **extra, seed=value,
+                          per_user=per_user.as_posix(), **more)
+        per_seed.append(m)
+        paths.append((folder / "metrics.json").as_posix())
+    agg = aggregate(per_seed, seeds, paths)
+    write_json(metrics_path, agg)
+    return agg
