@@ -21,7 +21,7 @@ from recpipe.config import ParamError, choice, load_params, parse, rng, section
 @dataclass
 class GraphParams:
     # backbone (recpipe.graph.BACKBONES)
-    model: str = field(default="lightgcn", metadata=choice("lightgcn"))
+    model: str = field(default="lightgcn", metadata=choice("lightgcn", "gccf", "sgl", "simgcl", "dccf", "autocf"))
     # RLMRec alignment: none | con | gen
     align: str = field(default="con", metadata=choice("none", "con", "gen"))
     # parity reproduces the reference's quirks; clean fixes them (README table)
@@ -38,6 +38,9 @@ class GraphParams:
     train: dict = field(default_factory=dict)
     # any backbone or alignment key on top of the preset, e.g. {layers: 2, kd_weight: 0.05}
     overrides: dict = field(default_factory=dict)
+    # several seeds in one run: [2023, 2024, 2025] -> metrics/graph.json holds mean and _std;
+    # [] = the top-level `seed` (recpipe/eval/seeds.py)
+    seeds: list = field(default_factory=list)
 
 
 def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
@@ -70,63 +73,58 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         p = section(params, "graph", GraphParams)
         from recpipe.eval.protocol import resolve as resolve_eval
-        from recpipe.graph.align import AlignConfig
-        from recpipe.graph.lightgcn import LightGCNConfig
-        from recpipe.graph.presets import resolve
+        from recpipe.graph.presets import build_configs
         from recpipe.graph.trainer import TrainConfig
 
+        from recpipe.eval.seeds import parse_seeds, top_seed
+
         eval_cfg = resolve_eval(params.get("eval"))
-        seed = int(params.get("seed", 2023))
-        hp = {**resolve(p.model, p.align, p.kind, p.mode), **p.overrides}
-        bb_keys = set(LightGCNConfig.__dataclass_fields__)
-        al_keys = set(AlignConfig.__dataclass_fields__)
-        unknown = set(hp) - bb_keys - al_keys
-        if unknown:
-            raise ParamError(f"graph.overrides: unknown key(s) {sorted(unknown)}")
-        bb_cfg = parse(LightGCNConfig, {k: v for k, v in hp.items() if k in bb_keys}, "graph")
-        al_cfg = parse(AlignConfig, {k: v for k, v in hp.items() if k in al_keys}, "graph")
+        seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")
+        bb_cfg, al_cfg = build_configs(p.model, p.align, p.kind, p.mode, p.overrides)
         tr_cfg = parse(TrainConfig, p.train, "graph.train")
         sem = semantic_tables(p, Path(args.processed), Path(args.embeddings)) if p.align != "none" else (None, None)
     except ParamError as e:
         print(f"graph failed: {e}", file=sys.stderr)
         return 2
-    run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seed, sem, args)
+    run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args)
     return 0
 
 
-def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seed, sem, args) -> None:
+def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args) -> None:
     import torch
     from dvclive import Live
 
     from recpipe.eval.data import load_split
-    from recpipe.eval.output import write_results
-    from recpipe.graph import get_backbone
-    from recpipe.graph.adjacency import Graph, bipartite
-    from recpipe.graph.align import wrap
-    from recpipe.graph.trainer import seed_everything, train
+    from recpipe.eval.seeds import run_seeds
+    from recpipe.graph.run import fit
     from recpipe.io import write_npy
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device
     if p.threads:
         torch.set_num_threads(p.threads)
     data = load_split(args.processed)
-    seed_everything(seed)
-    backbone = get_backbone(p.model)(data.n_users, data.n_items, Graph(bipartite(data.train), device), bb_cfg)
-    model = wrap(p.align, backbone, sem[0], sem[1], al_cfg, seed=seed).to(device)
     out = Path(args.out)
-    print(f"graph: {p.model} align={p.align} mode={p.mode} on {device}: {data.n_users:,} users, {data.n_items:,} items")
-    t0 = time.perf_counter()
-    sig = fingerprint(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seed, data)
-    with Live(args.plots, dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        res = train(model, data, tr_cfg, eval_cfg, seed, device=device, ckpt=out / "ckpt",
-                    live=live, signature=sig)
-    write_npy(out / "user_emb.npy", res["scorer"].user_np)
-    write_npy(out / "item_emb.npy", res["scorer"].item_np)
-    m = write_results({"valid": res["valid"], "test": res["test"]}, eval_cfg, args.metrics,
-                      out / "per_user.parquet", model=f"{p.model}-{p.align}", seed=seed,
-                      mode=p.mode, selected_epoch=res["best_epoch"])
-    print(f"graph: best epoch {res['best_epoch']}, test recall@20 {m.get('test/recall@20', float('nan')):.4f} "
-          f"ndcg@20 {m.get('test/ndcg@20', float('nan')):.4f} in {time.perf_counter() - t0:.0f} s")
+    print(f"graph: {p.model} align={p.align} mode={p.mode} on {device}: {data.n_users:,} users, "
+          f"{data.n_items:,} items, seed(s) {', '.join(map(str, seeds))}")
+
+    def one(s):  # s: recpipe.eval.seeds.Seed; s.under(x) = x, or x/seed<k> with several seeds
+        t0 = time.perf_counter()
+        sig = fingerprint(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, s.value, data)
+        with Live(str(s.under(args.plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+            res = fit(p.model, p.align, data, sem, tr_cfg, eval_cfg, s.value, device=device,
+                      ckpt=s.under(out) / "ckpt", live=live, signature=sig, configs=(bb_cfg, al_cfg))
+        write_npy(s.under(out) / "user_emb.npy", res["scorer"].user_np)
+        write_npy(s.under(out) / "item_emb.npy", res["scorer"].item_np)
+        t = res["test"].summary
+        print(f"graph: seed {s.value}: best epoch {res['best_epoch']}, test recall@20 "
+              f"{t.get('recall@20', float('nan')):.4f} ndcg@20 {t.get('ndcg@20', float('nan')):.4f} "
+              f"in {time.perf_counter() - t0:.0f} s")
+        return {"valid": res["valid"], "test": res["test"]}, {"mode": p.mode, "selected_epoch": res["best_epoch"]}
+
+    m = run_seeds(seeds, one, eval_cfg, args.metrics, out, model=f"{p.model}-{p.align}")
+    if len(seeds) > 1:
+        print(f"graph: over {len(seeds)} seeds: test recall@20 {m['test/recall@20']:.4f} ± "
+              f"{m['test/recall@20_std']:.4f}, ndcg@20 {m['test/ndcg@20']:.4f} ± {m['test/ndcg@20_std']:.4f}")
 
 
 def fingerprint(*parts) -> str:

@@ -31,3 +31,30 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared():
     return shared_path
+
+
+@pytest.fixture(scope="session")
+def small_processed(tmp_path_factory):
+    """A small real processed split folder: synthetic generator -> amazon2018 reader -> split.
+
+    200 users x 150 items (data/processed layout); `small_split` is it loaded.
+    """
+    from recpipe.config import parse
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.data.sample import SampleConfig, generate
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    d = tmp_path_factory.mktemp("small_split")
+    generate(SampleConfig(n_users=200, n_items=150, reviews_per_user_mean=10.0, seed=3), d / "raw")
+    ingest(DatasetParams(path=str(d / "raw")), IngestParams(), d / "interim")
+    build(d / "interim", d / "processed", parse(SplitParams, {}, prefix="split"), 3)
+    return d / "processed"
+
+
+@pytest.fixture(scope="session")
+def small_split(small_processed):
+    """The small real split as the evaluator and the graph backbones see it (SplitData)."""
+    from recpipe.eval.data import load_split
+
+    return load_split(small_processed)

@@ -8,7 +8,12 @@ from __future__ import annotations
 from recpipe.registry import resolve
 
 BACKBONES: dict[str, str] = {
+    "gccf": "recpipe.graph.gccf:GCCF",
     "lightgcn": "recpipe.graph.lightgcn:LightGCN",
+    "sgl": "recpipe.graph.sgl:SGL",
+    "simgcl": "recpipe.graph.simgcl:SimGCL",
+    "dccf": "recpipe.graph.dccf:DCCF",
+    "autocf": "recpipe.graph.autocf:AutoCF",
 }
 
 

@@ -78,7 +78,7 @@ class Con(Plain):
         su, si = self.proj(self.s_user), self.proj(self.s_item)  # (U, d), (I, d)
         tau = self.cfg.kd_temperature
         kd = info_nce_sum(u[users], su[users], su, tau)
-        for items in (pos, neg):
+        for items in (pos, neg) if self.backbone.uses_negatives else (pos,):
             dup = None
             if self.cfg.mask_duplicates:  # same item elsewhere in the batch is no negative
                 dup = (items[:, None] == items[None, :]) & ~torch.eye(len(items), dtype=torch.bool, device=items.device)
@@ -109,7 +109,7 @@ class Gen(Plain):
         keep[m] = 0.0
         ego = ego * keep + self.mask_token * (1 - keep)  # masked rows -> mask token
         final = self.backbone.encode(ego, train=True)
-        loss, parts = self.backbone.backbone_loss(final, users, pos, neg)
+        loss, parts = self.backbone.backbone_loss(final, users, pos, neg, ego=ego)
         recon = self.cfg.recon_weight * scl(self.decoder(final[m]), self.sem[m], self.cfg.re_temperature)
         reg = l2_all(self.decoder, self.backbone.cfg.reg_weight) + self.backbone.cfg.reg_weight * self.mask_token.pow(2).sum()
         parts.update(recon=recon.detach())

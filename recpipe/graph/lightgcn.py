@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from recpipe.config import choice, rng
-from recpipe.graph.losses import bpr, l2_all
+from recpipe.graph.base import Backbone
 
 
 @dataclass
@@ -34,46 +33,20 @@ class LightGCNConfig:
     reg_weight: float = field(default=1e-6, metadata=rng(0.0))
 
 
-class LightGCN(nn.Module):
-    """Backbone API (shared by every backbone, used by the trainer and the alignment):
+def propagate(a, e: torch.Tensor, layers: int, pooling: str = "sum") -> torch.Tensor:
+    """pool_{l=0..L} A^l e for a Propagator `a` (e: (N, d)); sum or mean over the L+1 terms."""
+    acc = e
+    for _ in range(layers):
+        e = a.mm(e)  # (N, N) @ (N, d)
+        acc = acc + e
+    return acc / (layers + 1) if pooling == "mean" else acc
 
-    ego() -> (N, d) layer-0 table; encode(ego, train) -> (N, out_dim) final embeddings;
-    split(final) -> (users, items); backbone_loss(final, users, pos, neg) -> (loss, parts).
-    """
 
+class LightGCN(Backbone):
     Config = LightGCNConfig
-
-    def __init__(self, n_users: int, n_items: int, adj, cfg: LightGCNConfig, generator=None):
-        super().__init__()
-        self.n_users, self.n_items, self.cfg = n_users, n_items, cfg
-        self.adj = adj  # recpipe.graph.adjacency.Graph, (N, N), N = U + I
-        self.generator = generator  # edge-dropout draws (seeded by the trainer)
-        self.user = nn.Parameter(torch.empty(n_users, cfg.embedding_size))
-        self.item = nn.Parameter(torch.empty(n_items, cfg.embedding_size))
-        nn.init.xavier_uniform_(self.user)
-        nn.init.xavier_uniform_(self.item)
-        self.out_dim = cfg.embedding_size
-
-    def ego(self) -> torch.Tensor:
-        return torch.cat([self.user, self.item], dim=0)  # (N, d)
 
     def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
         """Final node embeddings (N, d); edge dropout only while training."""
         e = self.ego() if ego is None else ego
         vals = self.adj.dropout_values(self.cfg.edge_keep, self.generator) if train else None
-        a = self.adj.op(vals)
-        acc = e
-        for _ in range(self.cfg.layers):
-            e = a.mm(e)  # (N, N) @ (N, d)
-            acc = acc + e
-        return acc / (self.cfg.layers + 1) if self.cfg.pooling == "mean" else acc
-
-    def split(self, final: torch.Tensor):
-        return final[: self.n_users], final[self.n_users:]
-
-    def backbone_loss(self, final, users, pos, neg):
-        """BPR on the batch + L2 over all parameters; returns (loss, parts)."""
-        u, i = self.split(final)
-        rec = bpr(u[users], i[pos], i[neg])
-        reg = l2_all(self, self.cfg.reg_weight)
-        return rec + reg, {"bpr": rec.detach(), "reg": torch.as_tensor(reg).detach()}
+        return propagate(self.adj.op(vals), e, self.cfg.layers, self.cfg.pooling)

@@ -33,7 +33,7 @@ def info_nce_sum(anchor, positive, candidates, tau: float, mask=None):
 
     a, p, c = _normalize(anchor), _normalize(positive), _normalize(candidates)
     pos = (a * p).sum(-1) / tau
-    logits = a @ c.T / tau
+    logits = (a / tau) @ c.T  # scale the (B, d) side, not the (B, C) product
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))
     return (-pos + torch.logsumexp(logits, dim=-1)).sum()

@@ -49,7 +49,7 @@ def seed_everything(seed: int) -> None:
 
 def _scorer(model, device):
     u, i = model.embeddings()
-    return EmbeddingScorer(u.cpu().numpy(), i.cpu().numpy(), device="cpu")
+    return EmbeddingScorer(u.cpu().numpy(), i.cpu().numpy(), device=str(device))
 
 
 def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device="cpu",

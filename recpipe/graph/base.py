@@ -1,0 +1,55 @@
+"""What every graph backbone shares: the layer-0 tables and the API the trainer and the
+RLMRec alignment call. One backbone per file subclasses `Backbone` (registry:
+`recpipe.graph.BACKBONES`).
+
+API (tensor shapes with N = U + I nodes, d = embedding size):
+- `ego()` -> (N, d): layer-0 input (Gen replaces masked rows by its mask token);
+- `encode(ego=None, train=False)` -> (N, out_dim): final embeddings. With `train=True` this
+  is the view the alignment aligns (the *clean* view for SGL/SimGCL, rlmrec.md 5.3) and the
+  one the BPR term scores; stochastic parts that belong to the backbone's loss (augmented
+  views, masked subgraphs) are drawn in `backbone_loss`, not here;
+- `split(final)` -> (users (U, out_dim), items (I, out_dim));
+- `backbone_loss(final, users, pos, neg, ego=None)` -> (loss, parts dict): `final` is what
+  `encode(ego, train=True)` returned, `ego` the (possibly masked) layer-0 input it came from.
+Class attributes: `Config` (a typed dataclass), `uses_negatives` (False for AutoCF: Con then
+drops its i- term), `self_loops` is read from the config when it has that key (GCCF).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recpipe.graph.losses import bpr, l2_all
+
+
+class Backbone(nn.Module):
+    Config = None
+    uses_negatives = True
+
+    def __init__(self, n_users: int, n_items: int, adj, cfg, generator=None):
+        super().__init__()
+        self.n_users, self.n_items, self.cfg = n_users, n_items, cfg
+        self.adj = adj  # recpipe.graph.adjacency.Graph, (N, N), N = U + I
+        self.generator = generator  # torch RNG for dropout/noise draws (None: the global one)
+        self.user = nn.Parameter(torch.empty(n_users, cfg.embedding_size))
+        self.item = nn.Parameter(torch.empty(n_items, cfg.embedding_size))
+        nn.init.xavier_uniform_(self.user)
+        nn.init.xavier_uniform_(self.item)
+        self.out_dim = cfg.embedding_size
+
+    def ego(self) -> torch.Tensor:
+        return torch.cat([self.user, self.item], dim=0)  # (N, d)
+
+    def split(self, final: torch.Tensor):
+        return final[: self.n_users], final[self.n_users:]
+
+    def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backbone_loss(self, final, users, pos, neg, ego=None):
+        """BPR on the batch + L2 over all parameters (GCCF, LightGCN); returns (loss, parts)."""
+        u, i = self.split(final)
+        rec = bpr(u[users], i[pos], i[neg])
+        reg = l2_all(self, self.cfg.reg_weight)
+        return rec + reg, {"bpr": rec.detach(), "reg": torch.as_tensor(reg).detach()}
