@@ -21,6 +21,7 @@ import torch
 
 # CSR products are what this module is for; torch's "beta" notice is noise in every log
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 def bipartite(train: sp.csr_matrix, self_loops: bool = False) -> sp.csr_matrix:
