@@ -1,0 +1,223 @@
+"""AutoCF: Xia et al., "Automated Self-Supervised Learning for Recommendation", WWW 2023.
+Reference code: https://github.com/HKUDS/AutoCF; the RLMRec variant this file follows:
+https://github.com/HKUDS/RLMRec (encoder/models/general_cf/autocf.py + AutoCFTrainer).
+
+A masked graph autoencoder (rlmrec.md section 6, AutoCF row). Every `fix_steps` training
+batches the model scores each node by how well it agrees with its 2-hop neighbourhood, picks
+`seed_num` seeds by Gumbel top-k, and removes the edges around them (autocf_mask.py). The
+encoder propagates over the remaining edges (`layers` plain Â products); one graph-transformer
+layer then propagates over a decoder graph that adds random pairs among the masked nodes and
+self-loops. Final = the sum of every layer's output, layer 0 included. Evaluation uses the full
+Â for both. Loss (no negatives):
+
+    -mean_b e_u·e_i+ + L2(all) + ssl_reg·[LSE(U_b; U) + LSE(I_b; I)] + LSE(u_b; I)
+    (+ -mean(noisy log seed scores) on the batches that redraw the masks: the infomax term)
+
+with LSE(X; Y) = mean_{x∈X} log Σ_{y∈Y} exp(x·y) on unnormalised embeddings; U_b / I_b are the
+unique batch users / positives, u_b all batch users.
+
+Resume: the step counter, the last seeds and a seed for the draw's other random choices are
+buffers, so a restored model rebuilds the same masked graph without touching any RNG.
+
+Deviations from the reference: its trainer redraws at batch index i % fix_steps == 0 with i
+restarting every epoch; the backbone sees no epochs, so the count here runs across epochs (the
+same draws when steps per epoch divide by fix_steps: Amazon's 30). A Gumbel uniform of exactly
+0 is clamped (the reference's noise would be -inf and its loss inf); LSE is a stable logsumexp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from recpipe.config import ParamError, rng
+from recpipe.graph.autocf_mask import edge_rows, gumbel_log, local_scores, masked_graphs
+from recpipe.graph.base import Backbone
+from recpipe.graph.losses import l2_all
+
+
+@dataclass
+class AutoCFConfig:
+    # embedding size d
+    embedding_size: int = field(default=32, metadata=rng(1))
+    # encoder (plain propagation) layers: the reference's gcn_layer (2 / 3 / 2)
+    layers: int = field(default=2, metadata=rng(0))
+    # graph-transformer decoder layers and their heads (must divide embedding_size)
+    gt_layers: int = field(default=1, metadata=rng(0))
+    heads: int = field(default=4, metadata=rng(1))
+    # L2 weight over every parameter, every batch (RLMRec: 1e-6 / 1e-7 / 1e-6)
+    reg_weight: float = field(default=1e-6, metadata=rng(0.0))
+    # weight of the user-user and item-item uniformity terms (RLMRec: 5 / 2 / 0.5)
+    ssl_reg: float = field(default=1.0, metadata=rng(0.0))
+    # share of N added to the masked node set as uniform draws (with replacement)
+    keep_rate: float = field(default=0.2, metadata=rng(0.0, 1.0))
+    # seeds per draw (capped at N on small graphs) and rounds of edge removal around them
+    seed_num: int = field(default=100, metadata=rng(1))
+    mask_depth: int = field(default=2, metadata=rng(1))
+    # training batches between two draws of the masked graphs
+    fix_steps: int = field(default=10, metadata=rng(1))
+
+    def validate(self) -> None:
+        if self.embedding_size % self.heads:
+            raise ParamError(f"graph.heads: {self.heads} must divide "
+                             f"embedding_size {self.embedding_size}")
+
+
+class GTLayer(nn.Module):
+    """One multi-head graph-attention layer over an edge list (no nonlinearity, no residual)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        # (d, d) each, xavier as the reference
+        self.q, self.k, self.v = (nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, d)))
+                                  for _ in range(3))
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """x (N, d), edges h=rows -> t=cols (E,); per head row h gets Σ_t softmax_t(q_h·k_t) v_t."""
+        n, d = x.shape
+        h = self.heads
+        # project nodes first, then gather: the same as projecting each gathered edge row
+        q = (x @ self.q)[rows].view(-1, h, d // h)  # (E, H, d/H)
+        k = (x @ self.k)[cols].view(-1, h, d // h)
+        v = (x @ self.v)[cols].view(-1, h, d // h)
+        att = (q * k).sum(-1).clamp(-10.0, 10.0).exp()  # (E, H)
+        norm = torch.zeros(n, h, device=x.device, dtype=x.dtype).index_add(0, rows, att)[rows]
+        att = att / (norm + 1e-8)  # softmax over each row's edges
+        msg = (att.unsqueeze(-1) * v).reshape(-1, d)  # (E, d)
+        return torch.zeros(n, d, device=x.device, dtype=x.dtype).index_add(0, rows, msg)
+
+
+class _LSE(torch.autograd.Function):
+    """log Σ_j exp(x_i·y_j) per row of x, (B,), over row chunks of `chunk`: the (chunk, M)
+    block of dot products is recomputed in backward instead of stored. On a CPU this keeps
+    it in cache (2.4x faster than logsumexp(x @ y.T) at 3500 x 11000); on a GPU one chunk."""
+
+    @staticmethod
+    def forward(ctx, x, y, chunk: int):
+        out = torch.empty(len(x), dtype=x.dtype, device=x.device)
+        for s in range(0, len(x), chunk):
+            out[s:s + chunk] = torch.logsumexp(x[s:s + chunk] @ y.T, dim=-1)
+        ctx.save_for_backward(x, y, out)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, y, out = ctx.saved_tensors
+        dx, dy = torch.empty_like(x), torch.zeros_like(y)
+        for s in range(0, len(x), ctx.chunk):
+            xc = x[s:s + ctx.chunk]
+            # softmax_j(x_i·y_j) * g_i, (chunk, M)
+            p = (xc @ y.T).sub_(out[s:s + ctx.chunk, None]).exp_().mul_(g[s:s + ctx.chunk, None])
+            dx[s:s + ctx.chunk] = p @ y
+            dy.addmm_(p.T, xc)
+        return dx, dy, None
+
+
+def lse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LSE(X; Y) = mean_x log Σ_y exp(x·y): x (B, d), y (M, d). A stable logsumexp where the
+    reference writes log(exp(.).sum()) (equal unless that overflows)."""
+    chunk = len(x) if x.is_cuda else max(1, (1 << 19) // max(1, len(y)))  # ~2 MB blocks on CPU
+    return _LSE.apply(x, y, max(1, chunk)).mean()
+
+
+class AutoCF(Backbone):
+    Config = AutoCFConfig
+    uses_negatives = False
+
+    def __init__(self, n_users: int, n_items: int, adj, cfg: AutoCFConfig, generator=None):
+        super().__init__(n_users, n_items, adj, cfg, generator)
+        cfg.validate()
+        n = n_users + n_items
+        d = cfg.embedding_size
+        self.gt = nn.ModuleList(GTLayer(d, cfg.heads) for _ in range(cfg.gt_layers))
+        self.rows = edge_rows(adj.crow)  # (nnz,) with adj.col: the edges of Â
+        self.deg = adj.crow.diff().float().unsqueeze(1)  # (N, 1) binary degree
+        self.ones = adj.op(torch.ones_like(adj.values))  # binary A for the seed scores
+        # training state that a checkpoint must carry (see the module docstring)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("draw_seed", torch.full((), -1, dtype=torch.long))
+        self.register_buffer("seeds", torch.zeros(min(cfg.seed_num, n), dtype=torch.long))
+        self._graphs = None  # (encoder Propagator, decoder (rows, cols)) of the current draw
+        self._infomax = None  # -mean(noisy log-scores) of a draw made in this step
+        self.register_load_state_dict_post_hook(AutoCF._after_load)
+
+    @staticmethod
+    def _after_load(module, incompatible_keys) -> None:
+        module._graphs, module._infomax = None, None  # new buffers: rebuild from them
+
+    # -- the masked graphs -------------------------------------------------------------
+    def _rng(self):
+        """(generator, device) of every draw: self.generator, else the global CPU RNG (the one
+        the trainer seeds and checkpoints, also when training on a GPU)."""
+        g = self.generator
+        return g, (g.device if g is not None else torch.device("cpu"))
+
+    def draw(self) -> torch.Tensor:
+        """New seeds from the current layer-0 table; returns the noisy log-scores (N,).
+
+        The reference scores the unmasked table even under Gen, so `self.ego()` is used.
+        """
+        g, dev = self._rng()
+        u = torch.rand(len(self.deg), generator=g, device=dev).to(self.adj.device)  # (N,)
+        scores = gumbel_log(local_scores(self.ones, self.deg, self.ego()), u)
+        self.seeds.copy_(torch.topk(scores.detach(), len(self.seeds)).indices)
+        # one integer seeds every other choice of this draw (sampled nodes, pairs)
+        self.draw_seed.fill_(int(torch.randint(0, 2 ** 62, (1,), generator=g, device=dev)))
+        self._graphs = None
+        return scores
+
+    def graphs(self):
+        """(encoder, decoder) of the current draw, rebuilt from the buffers when missing."""
+        if self._graphs is None:
+            cfg, n = self.cfg, len(self.deg)
+            g = torch.Generator().manual_seed(int(self.draw_seed))
+            enc, dec = masked_graphs(self.rows, self.adj.col, self.seeds.to(self.rows.device), n,
+                                     cfg.mask_depth, cfg.keep_rate, g)
+            self._graphs = (self.adj.op(enc), dec)
+        return self._graphs
+
+    # -- Backbone API ------------------------------------------------------------------
+    def forward_graphs(self, e: torch.Tensor, enc, dec) -> torch.Tensor:
+        """Σ of every layer output: e, the `layers` products with enc, then the GT layers."""
+        acc = x = e
+        for _ in range(self.cfg.layers):
+            x = enc.mm(x)  # (N, N) @ (N, d)
+            acc = acc + x
+        for gt in self.gt:
+            x = gt(x, *dec)
+            acc = acc + x
+        return acc
+
+    def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+        """Final (N, d). train=True is one training step: it advances the step counter and,
+        every `fix_steps` steps, redraws the masked graphs (the infomax term waits for
+        `backbone_loss`). train=False: full Â for encoder and decoder, no state touched."""
+        e = self.ego() if ego is None else ego
+        if not train:
+            return self.forward_graphs(e, self.adj.op(), (self.rows, self.adj.col))
+        step = int(self.step)
+        self.step.add_(1)
+        self._infomax = None
+        if step % self.cfg.fix_steps == 0 or int(self.draw_seed) < 0:
+            self._infomax = -self.draw().mean()
+        return self.forward_graphs(e, *self.graphs())
+
+    def backbone_loss(self, final, users, pos, neg=None, ego=None):
+        """Dot-product reward + L2 + uniformity terms (+ infomax on a redraw step); `neg` is
+        unused (AutoCF has no negatives)."""
+        u, i = self.split(final)
+        eu, ep = u[users], i[pos]
+        rec = -(eu * ep).sum(-1).mean()
+        reg = l2_all(self, self.cfg.reg_weight)
+        uniform = lse(u[torch.unique(users)], u) + lse(i[torch.unique(pos)], i)
+        cl = self.cfg.ssl_reg * uniform + lse(eu, i)
+        infomax, self._infomax = self._infomax, None
+        loss = rec + reg + cl + (infomax if infomax is not None else 0.0)
+        parts = {"rec": rec.detach(), "reg": torch.as_tensor(reg).detach(), "cl": cl.detach(),
+                 "infomax": (infomax if infomax is not None else final.new_zeros(())).detach()}
+        return loss, parts
