@@ -1,0 +1,106 @@
+"""Benchmark of the graph backbones: seconds per training epoch and per full validation pass.
+
+    python benchmarks/bench_graph.py                       # LightGCN, parity, RLMRec Amazon-book
+    python benchmarks/bench_graph.py --models all --epochs 7 --device cuda
+
+The workload of issue #6's speed target: RLMRec's Amazon-book release (../shared/data/rlmrec/
+amazon, 11,000 users x 9,332 items, 120,464 training pairs; `--processed DIR` takes an already
+processed split instead), `graph.mode=parity`, `align=none` (or `--align`), the Amazon
+preset, batch 4096 (30 steps an epoch), the `rlmrec` evaluation preset. Each model trains
+`--epochs` epochs with a validation pass every 3rd; the trainer records each epoch's and each
+pass's wall time, and the median is reported (the first epoch warms caches and is dropped).
+The official code's figures (1.7 s an epoch, 1.9 s a pass, LightGCN on 2 CPU cores) come
+from the issue; its code is not run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import SHARED  # noqa: E402
+
+OFFICIAL = {"epoch_s": 1.7, "eval_s": 1.9}  # HKUDS/RLMRec LightGCN, --device cpu, 2 cores
+
+
+def processed_release(tmp: Path) -> Path:
+    from recpipe.config import parse
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    src = SHARED / "rlmrec" / "amazon"
+    if not src.exists():
+        sys.exit(f"{src} is missing: pass --processed DIR (a processed split) instead")
+    ingest(parse(DatasetParams, {"format": "rlmrec", "path": str(src)}, prefix="dataset"),
+           IngestParams(), tmp / "interim")
+    build(tmp / "interim", tmp / "processed", parse(SplitParams, {"protocol": "rlmrec"}, prefix="split"), 2023)
+    return tmp / "processed"
+
+
+def bench(model: str, align: str, data, epochs: int, device: str, sem) -> dict:
+    from recpipe.eval.protocol import resolve
+    from recpipe.graph.run import fit
+    from recpipe.graph.trainer import TrainConfig
+
+    t0 = time.perf_counter()
+    res = fit(model, align, data, sem, TrainConfig(epochs=epochs, patience=epochs),
+              resolve({"preset": "rlmrec"}), 2023, mode="parity", device=device, progress=False)
+    ep = [h["epoch_s"] for h in res["history"][1:]]
+    ev = [h["eval_s"] for h in res["history"] if "eval_s" in h]
+    return {"model": model, "align": align, "device": device, "epoch_s": statistics.median(ep),
+            "eval_s": statistics.median(ev), "epochs": epochs, "wall_s": time.perf_counter() - t0,
+            "valid_recall@20": res["valid"].summary["recall@20"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--processed", type=Path, help="a processed split (default: the RLMRec release)")
+    ap.add_argument("--models", default="lightgcn", help="comma list or 'all'")
+    ap.add_argument("--align", default="none", choices=["none", "con", "gen"])
+    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from recpipe.eval.data import load_split
+    from recpipe.graph import BACKBONES
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = sorted(BACKBONES) if args.models == "all" else args.models.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_split(args.processed or processed_release(Path(tmp)))
+    rng = np.random.default_rng(0)  # the release has 1536-d ada-002 vectors; any width times the same
+    sem = (rng.normal(size=(data.n_users, 1536)).astype(np.float32),
+           rng.normal(size=(data.n_items, 1536)).astype(np.float32))
+    print(f"{data.n_users:,} users x {data.n_items:,} items, {data.train.nnz:,} training pairs; "
+          f"device {args.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    rows = []
+    for model in models:
+        r = bench(model, args.align, data, args.epochs, args.device, sem)
+        rows.append(r)
+        extra = ""
+        if model == "lightgcn" and args.align == "none":
+            extra = (f"  (official CPU code: {OFFICIAL['epoch_s'] / r['epoch_s']:.1f}x / "
+                     f"{OFFICIAL['eval_s'] / r['eval_s']:.1f}x faster)")
+        print(f"{model:9s} {args.align:4s} epoch {r['epoch_s']:.3f} s  validation pass {r['eval_s']:.3f} s"
+              f"  (valid R@20 after {args.epochs} epochs {r['valid_recall@20']:.4f}){extra}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
