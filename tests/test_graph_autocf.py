@@ -209,7 +209,7 @@ def test_loss_terms_follow_the_literal_formulas():
     rec = -np.mean([fu[a] @ fi[b] for a, b in zip(ub, ib)])
     reg = 1e-2 * sum(float((p.detach().double() ** 2).sum()) for p in m.parameters())
     cl = 0.7 * (_lse_loop(fu[sorted(set(ub))], fu) + _lse_loop(fi[sorted(set(ib))], fi)) + _lse_loop(fu[ub], fi)
-    infomax = -float(scores.mean())
+    infomax = -float(scores.detach().mean())
     assert float(parts["rec"]) == pytest.approx(rec, rel=1e-5)
     assert float(parts["reg"]) == pytest.approx(reg, rel=1e-5)
     assert float(parts["cl"]) == pytest.approx(cl, rel=1e-5)
