@@ -39,6 +39,8 @@ def save(path: str | Path, model, opt, best_state: dict | None, meta: dict, rng:
     opt_t, opt_meta = _flat_optimizer(opt)
     tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout/noise drawn on the GPU
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     with atomic_path(path.with_suffix(".safetensors")) as tmp:
         save_file(tensors, str(tmp))
     doc = {"meta": meta, "optimizer": opt_meta, "rng": rng, "has_best": best_state is not None}
@@ -70,4 +72,6 @@ def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict,
         state[int(pid)] = {k: (t[f"opt.{pid}.{k}"] if v == "tensor" else v) for k, v in st.items()}
     opt.load_state_dict({"state": state, "param_groups": doc["optimizer"]["param_groups"]})
     torch.set_rng_state(t["rng.torch"].cpu())
+    if "rng.cuda" in t and torch.cuda.is_available():
+        torch.cuda.set_rng_state(t["rng.cuda"].cpu())
     return best, doc["meta"], doc["rng"]
