@@ -315,3 +315,29 @@ def test_con_alignment_ignores_negatives():
     a, _ = m.loss(users, pos, torch.tensor([6, 7, 8]))
     b, _ = m.loss(users, pos, torch.tensor([9, 10, 11]))
     assert float(a) == float(b)
+
+
+def test_masks_are_redrawn_at_every_epoch_start_as_in_the_reference(small_split):
+    """The reference redraws at batch i % fix_steps == 0 of each epoch: with 3 batches an
+    epoch and fix_steps 10, every epoch's first batch redraws (not only every 10th batch)."""
+    from recpipe.eval.protocol import resolve
+    from recpipe.graph.run import fit
+    from recpipe.graph.trainer import TrainConfig
+
+    draws = []
+    from recpipe.graph import autocf
+
+    orig = autocf.AutoCF.draw
+
+    def counting(self, *a, **k):
+        draws.append(int(self.step))
+        return orig(self, *a, **k)
+
+    autocf.AutoCF.draw = counting
+    try:
+        batch = -(-small_split.train.nnz // 3)  # 3 batches an epoch
+        fit("autocf", "none", small_split, (None, None), TrainConfig(batch_size=batch, epochs=3, eval_every=5),
+            resolve({"preset": "unified"}), 0, overrides={"seed_num": 10}, progress=False)
+    finally:
+        autocf.AutoCF.draw = orig
+    assert draws == [1, 1, 1]  # one draw per epoch, each at the epoch's first step

@@ -193,6 +193,11 @@ class AutoCF(Backbone):
             acc = acc + x
         return acc
 
+    def on_epoch_start(self) -> None:
+        """The trainer calls this before each epoch: the reference counts batches per epoch
+        (`i % fix_steps == 0`), so the masks are redrawn at each epoch's first batch."""
+        self.step.zero_()
+
     def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
         """Final (N, d). train=True is one training step: it advances the step counter and,
         every `fix_steps` steps, redraws the masked graphs (the infomax term waits for

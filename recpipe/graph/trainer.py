@@ -80,6 +80,9 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
     bar = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress, mininterval=1.0)
     for epoch in bar:
         model.train()
+        hook = getattr(getattr(model, "backbone", None), "on_epoch_start", None)
+        if hook is not None:  # per-epoch state of a backbone (AutoCF's batch counter)
+            hook()
         t0, total, steps = time.perf_counter(), 0.0, 0
         for u, p, n in sampler.epoch():
             loss, _ = model.loss(*(torch.from_numpy(x).to(device) for x in (u, p, n)))
