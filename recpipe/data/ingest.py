@@ -3,10 +3,16 @@
 The reader streams its input into Parquet parts in a scratch folder; this module conforms the
 result to the canonical schema and sinks it to the output folder without collecting the large
 interactions table, so ingest memory does not grow with the file size.
+
+A reader may instead write a table itself, already canonical, to `finished_table(workdir,
+table)` and return a scan of that file: it is then moved into place, not encoded a second
+time (the Amazon 2018 reader does this for interactions: ~8% less CPU). The move happens
+before items and users are written, so those must not be lazy scans of that file.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -15,12 +21,25 @@ import polars as pl
 
 from recpipe.data.readers import ReadOptions, get_reader
 from recpipe.data.rejects import IngestError, RejectLog
-from recpipe.data.schema import conform
+from recpipe.data.schema import SCHEMAS, conform
 from recpipe.io import atomic_path
 from recpipe.params import DatasetParams, IngestParams
 
 
-def _sink(frame, table: str, path: Path) -> None:
+def finished_table(workdir: Path, table: str) -> Path:
+    """Where a reader may leave `table` written in its final form (see the module docstring)."""
+    return Path(workdir) / f"finished-{table}.parquet"
+
+
+def _sink(frame, table: str, path: Path, workdir: Path) -> None:
+    done = finished_table(workdir, table)
+    if done.exists():
+        got = dict(pl.read_parquet_schema(done))
+        if got != SCHEMAS[table]:  # a reader bug: say so here, not three stages later
+            raise ValueError(f"{done.name} is not a canonical {table} table: {got}")
+        with atomic_path(path) as tmp:
+            os.replace(done, tmp)
+        return
     lf = conform(frame.lazy(), table)
     with atomic_path(path) as tmp:
         # zstd level 1: nearly the size of the default level at a fraction of its time
@@ -51,13 +70,13 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
         rejects.write(out_dir / "rejects.jsonl")
         rejects.check(params.max_reject_fraction)
 
-        _sink(tables.interactions, "interactions", out_dir / "interactions.parquet")
+        _sink(tables.interactions, "interactions", out_dir / "interactions.parquet", workdir)
         inter = pl.scan_parquet(out_dir / "interactions.parquet")
         users = tables.users
         if users is None:
             users = inter.select("user").unique().sort("user").with_columns(extra=pl.lit("{}"))
-        _sink(tables.items, "items", out_dir / "items.parquet")
-        _sink(users, "users", out_dir / "users.parquet")
+        _sink(tables.items, "items", out_dir / "items.parquet", workdir)
+        _sink(users, "users", out_dir / "users.parquet", workdir)
         side_dir = out_dir / "side"
         shutil.rmtree(side_dir, ignore_errors=True)
         for key, p in tables.side.items():

@@ -18,8 +18,6 @@ import gc
 from pathlib import Path
 from typing import Iterator
 
-import polars as pl
-
 from recpipe.data.lines import map_chunks
 
 # Lines per pool task. Small enough that a 30k-line file still splits over several workers
@@ -93,49 +91,3 @@ def read_literals(
     for records in iter_literal_chunks(path, rejects, workers, chunk_lines):
         out.extend(records)
     return out
-
-
-# --- streaming parsed rows to disk ----------------------------------------------------------
-
-
-class ParquetParts:
-    """Buffer small frames and write them as Parquet parts of about `rows_per_part` rows.
-
-    Literal chunks are small (CHUNK_LINES) to keep the pool busy; writing one part per chunk
-    would leave thousands of tiny files, so frames are concatenated up to the reader's
-    `chunk_lines` first. `scan()` returns a lazy frame over the parts (an empty part with
-    `schema` when nothing was written, so downstream code always gets the right columns).
-    (Used by the literal readers and Amazon 2014; it would sit equally well in `lines.py`.)
-    """
-
-    def __init__(self, folder: Path, prefix: str, schema: dict, rows_per_part: int = 200_000):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.prefix, self.schema, self.rows_per_part = prefix, schema, rows_per_part
-        self.paths: list[Path] = []
-        self._buf: list = []
-        self._rows = 0
-
-    def add(self, frame: pl.DataFrame) -> None:
-        if frame.height == 0:
-            return
-        self._buf.append(frame.select([pl.col(c).cast(t) for c, t in self.schema.items()]))
-        self._rows += frame.height
-        if self._rows >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._buf:
-            return
-        path = self.folder / f"{self.prefix}_{len(self.paths):05d}.parquet"
-        pl.concat(self._buf, how="vertical").write_parquet(path)
-        self.paths.append(path)
-        self._buf, self._rows = [], 0
-
-    def scan(self) -> pl.LazyFrame:
-        self.flush()
-        if not self.paths:
-            path = self.folder / f"{self.prefix}_empty.parquet"
-            pl.DataFrame(schema=self.schema).write_parquet(path)
-            self.paths.append(path)
-        return pl.scan_parquet(self.paths)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.lines import iter_chunks, parse_json_chunk
-from recpipe.data.pyliteral import CHUNK_LINES, ParquetParts, iter_literal_chunks
+from recpipe.data.lines import ParquetParts, iter_chunks, parse_json_chunk
+from recpipe.data.pyliteral import CHUNK_LINES, iter_literal_chunks
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import IngestError, RejectLog
 from recpipe.data.schema import READER_INTERACTIONS, READER_ITEMS

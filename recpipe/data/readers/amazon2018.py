@@ -9,28 +9,34 @@ Files, found in `dataset.path` by their published names:
   `imageURL`/`imageURLHighRes` (2021 release). Meta files contain duplicate asin lines.
 
 Each category becomes a domain, so several categories in one folder is multi-domain data.
-Reviews stream through polars' NDJSON parser chunk by chunk into Parquet parts (bounded
-memory); meta lines go through orjson so unknown keys can be kept verbatim in `extra`.
+Reviews stream block by block (`ingest.chunk_mb`, bounded memory) through polars' NDJSON
+parser straight into the final interactions table, written once (`lines.sink_frames`) and
+moved into place by the ingest stage; meta lines go through orjson so unknown keys can be
+kept verbatim in `extra`.
 """
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block, progress
+from recpipe.data.ingest import finished_table
+from recpipe.data.lines import iter_blocks, iter_chunks, parse_json_block, progress, sink_frames
 from recpipe.data.readers import ReadOptions, Tables, find_files
 from recpipe.data.rejects import RejectLog
-from recpipe.data.schema import READER_ITEMS
+from recpipe.data.schema import INTERACTIONS, READER_ITEMS
 
 REVIEW_SCHEMA = {
     "reviewerID": pl.String,
     "asin": pl.String,
     "overall": pl.Float64,
     "unixReviewTime": pl.Int64,
-    "reviewTime": pl.String,
+    # `reviewTime` ("MM DD, YYYY") is left out: `_fill_review_time` reads it only for the rare
+    # lines without `unixReviewTime` (parsing it on every line cost ~5% of the parse)
     "reviewText": pl.String,
     "summary": pl.String,
     "reviewerName": pl.String,
@@ -69,14 +75,15 @@ def review_files(folder: Path, opts: ReadOptions) -> list[Path]:
 def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Tables:
     path = Path(path)
     workdir.mkdir(parents=True, exist_ok=True)
-    parts: list[Path] = []
     stats: dict[str, int] = {}
-    for f in review_files(path, opts):
-        parts += _read_reviews(f, category_of(f), int(opts.chunk_mb * 2**20), rejects, workdir)
-    interactions = pl.scan_parquet(parts)
+    block = int(opts.chunk_mb * 2**20)
+    files = review_files(path, opts)
+    # written once, already canonical, into the file the ingest stage moves into place
+    blocks = (df for f in files for df in _read_reviews(f, category_of(f), block, rejects))
+    interactions = sink_frames(blocks, INTERACTIONS, finished_table(workdir, "interactions"))
 
     metas = []
-    for f in review_files(path, opts):
+    for f in files:
         cat = category_of(f)
         meta = next((m for m in sorted(path.glob(f"meta_{cat}.json*")) if m.is_file()), None)
         if meta is None:
@@ -87,21 +94,20 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     return Tables(interactions=interactions, items=items, users=None, stats=stats)
 
 
-def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog, workdir: Path) -> list[Path]:
-    parts = []
+def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog) -> Iterator[pl.DataFrame]:
+    """The canonical interaction rows of one review file, one frame per block of ~`block` bytes."""
     n_lines = 0
     bar = progress(f.name)
-    for k, (first, n, data) in enumerate(iter_blocks(f, block)):
+    vote = pl.col("vote").str.replace_all(",", "").str.strip_chars().cast(pl.Int64, strict=False)
+    for first, n, data in iter_blocks(f, block):
         n_lines = first + n - 1
         bar.update(n)
         df = parse_json_block(first, n, data, REVIEW_SCHEMA, f.name, rejects)
         df = df.rename({"unixReviewTime": "ts"})
         if df["ts"].null_count():  # older dumps: fall back to the "MM DD, YYYY" string
-            when = pl.col("reviewTime").str.strptime(pl.Date, "%m %d, %Y", strict=False)
-            df = df.with_columns(ts=pl.coalesce("ts", when.cast(pl.Datetime("ms")).dt.epoch("s")))
+            df = _fill_review_time(df, data, first)
         df = _drop_incomplete(df, f.name, first, data, rejects)
-        vote = pl.col("vote").str.replace_all(",", "").str.strip_chars().cast(pl.Int64, strict=False)
-        out = df.select(
+        yield df.select(
             user=pl.col("reviewerID"),
             item=pl.col("asin"),
             rating=pl.col("overall").cast(pl.Float32),
@@ -116,13 +122,33 @@ def _read_reviews(f: Path, cat: str, block: int, rejects: RejectLog, workdir: Pa
                 pl.col("style"),
             ).struct.json_encode(),
         )
-        part = workdir / f"reviews-{cat}-{k:05d}.parquet"
-        # scratch parts: fast compression, they are rewritten (zstd) by the ingest stage
-        out.write_parquet(part, compression="lz4", statistics=False)
-        parts.append(part)
     bar.close()
     rejects.count_lines(f, n_lines)
-    return parts
+
+
+def _fill_review_time(df: pl.DataFrame, data: bytes, first: int) -> pl.DataFrame:
+    """Fill a missing `ts` from `reviewTime`, read from just the lines lacking `unixReviewTime`.
+
+    Those lines already parsed with the main schema, so reading one more String field from
+    them should not fail (any JSON value reads as text); if it does, orjson reads it per line
+    (a non-string `reviewTime` can never match "%m %d, %Y", so it makes no difference there).
+    """
+    rows = df.select(pl.arg_where(pl.col("ts").is_null())).to_series()
+    lines = data.split(b"\n")
+    picked = [lines[n - first] for n in df["__line"].gather(rows)]
+    try:
+        text = b"".join(line + b"\n" for line in picked)
+        raw = pl.read_ndjson(io.BytesIO(text), schema={"reviewTime": pl.String}).to_series()
+        if raw.len() != len(picked):
+            raise ValueError("line count changed")
+    except Exception:  # noqa: BLE001 - see the docstring
+        import orjson
+
+        values = [orjson.loads(line).get("reviewTime") for line in picked]
+        raw = pl.Series([v if isinstance(v, str) else None for v in values], dtype=pl.String)
+    review_time = pl.Series("reviewTime", [None] * df.height, dtype=pl.String).scatter(rows, raw)
+    when = review_time.str.strptime(pl.Date, "%m %d, %Y", strict=False)
+    return df.with_columns(ts=pl.coalesce("ts", when.cast(pl.Datetime("ms")).dt.epoch("s")))
 
 
 def _drop_incomplete(df: pl.DataFrame, file: str, first: int, data: bytes, rejects) -> pl.DataFrame:
@@ -130,18 +156,14 @@ def _drop_incomplete(df: pl.DataFrame, file: str, first: int, data: bytes, rejec
     required = (("reviewerID", "reviewerID"), ("asin", "asin"), ("ts", "unixReviewTime"))
     if not any(df[c].null_count() for c, _ in required):
         return df
+    lines = data.split(b"\n")  # once per block (per reject, many rejects cost block x rejects)
     ok = pl.lit(True)
     for col, field in required:
         for n in df.filter(ok & pl.col(col).is_null())["__line"].to_list():
             reason = "missing or unparsable review time" if col == "ts" else "missing required field"
-            rejects.add(file, n, reason, field=field, text=_line(data, first, n))
+            rejects.add(file, n, reason, field=field, text=lines[n - first])
         ok = ok & pl.col(col).is_not_null()
     return df.filter(ok)
-
-
-def _line(block: bytes, first: int, n: int) -> bytes:
-    """Line `n` of a block whose first line is `first` (only called for rejected lines)."""
-    return block.split(b"\n", n - first + 1)[n - first]
 
 
 def parse_price(value) -> float | None:
@@ -220,4 +242,6 @@ def _items_for_reviews(interactions: pl.LazyFrame, metas: list[Path], stats) -> 
     has_meta = reviewed.join(meta.select("item"), on="item", how="semi").height
     stats["items_without_meta"] = reviewed.height - has_meta
     stats["meta_items_without_reviews"] = meta.height - has_meta
-    return items
+    # group_by and unique return rows in a different order on every run; sorted, the items
+    # table (a DVC output) is byte-identical between runs
+    return items.sort("item")

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import polars as pl
 
-from recpipe.data.pyliteral import CHUNK_LINES, ParquetParts, iter_literal_chunks
+from recpipe.data.lines import ParquetParts
+from recpipe.data.pyliteral import CHUNK_LINES, iter_literal_chunks
 from recpipe.data.readers import ReadOptions, Tables
 from recpipe.data.rejects import IngestError, RejectLog
 from recpipe.data.schema import READER_INTERACTIONS, READER_ITEMS
