@@ -27,7 +27,9 @@ from recpipe.graph.losses import bpr, info_nce_sum, l2_all
 
 
 @dataclass
-class SGLConfig:
+class ViewCLConfig:
+    """Keys shared by the two-view contrastive backbones (SGL, SimGCL)."""
+
     # embedding size d
     embedding_size: int = field(default=32, metadata=rng(1))
     # propagation layers L (RLMRec always runs 3, quirk 2)
@@ -38,6 +40,10 @@ class SGLConfig:
     cl_weight: float = field(default=0.1, metadata=rng(0.0))
     # InfoNCE temperature τ (RLMRec: 0.2 / 0.1 / 0.5)
     temperature: float = field(default=0.2, metadata=rng(0.0, None, lo_open=True))
+
+
+@dataclass
+class SGLConfig(ViewCLConfig):
     # keep probability of each stored adjacency entry in the two augmented views
     edge_keep: float = field(default=0.8, metadata=rng(0.0, 1.0, lo_open=True))
 
@@ -67,7 +73,8 @@ class SGL(Backbone):
         return cl / len(users)
 
     def backbone_loss(self, final, users, pos, neg, ego=None):
-        """BPR on the clean `final` + L2 + cl_weight * CL; returns (loss, parts)."""
+        """BPR on the clean `final` + L2 + cl_weight * CL; returns (loss, parts).
+        Shared with SimGCL, which brings its own `view` and `cl_loss`."""
         u, i = self.split(final)
         rec = bpr(u[users], i[pos], i[neg])
         reg = l2_all(self, self.cfg.reg_weight)
