@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recpipe.config import ParamError, choice, load_params, parse, rng, section
+from recpipe.graph import BACKBONES  # names only: the models import lazily
 
 
 @dataclass
 class GraphParams:
     # backbone (recpipe.graph.BACKBONES)
-    model: str = field(default="lightgcn", metadata=choice("lightgcn", "gccf", "sgl", "simgcl", "dccf", "autocf"))
+    model: str = field(default="lightgcn", metadata=choice(*BACKBONES))
     # RLMRec alignment: none | con | gen
     align: str = field(default="con", metadata=choice("none", "con", "gen"))
     # parity reproduces the reference's quirks; clean fixes them (README table)
@@ -73,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         p = section(params, "graph", GraphParams)
         from recpipe.eval.protocol import resolve as resolve_eval
+        from recpipe.eval.seeds import parse_seeds, top_seed
         from recpipe.graph.presets import build_configs
         from recpipe.graph.trainer import TrainConfig
-
-        from recpipe.eval.seeds import parse_seeds, top_seed
 
         eval_cfg = resolve_eval(params.get("eval"))
         seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")

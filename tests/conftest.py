@@ -58,3 +58,19 @@ def small_split(small_processed):
     from recpipe.eval.data import load_split
 
     return load_split(small_processed)
+
+
+def md_tables(md: str) -> list[dict[str, list[str]]]:
+    """Each markdown table as {header: ..., row name: cells} in order of appearance."""
+    tables, cur = [], None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cur is None:
+                cur = {"header": cells}
+                tables.append(cur)
+            elif not set(line) <= set("|-: "):
+                cur[cells[0]] = cells
+        else:
+            cur = None
+    return tables

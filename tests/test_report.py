@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import md_tables
 from scipy import stats
 
 from recpipe.eval.report import ReportParams, build_report, collect_runs, leaderboard, read_curves
@@ -101,20 +102,6 @@ def _section(md: str, preset: str) -> str:
     return md[start:] if end < 0 else md[start:end]
 
 
-def _tables(md: str) -> list[dict[str, list[str]]]:
-    """Each markdown table as {header: ..., row name: cells} in order of appearance."""
-    tables, cur = [], None
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if cur is None:
-                cur = {"header": cells}
-                tables.append(cur)
-            elif not set(line) <= set("|-: "):
-                cur[cells[0]] = cells
-        else:
-            cur = None
-    return tables
 
 
 def test_runs_are_collected_and_grouped_by_model_and_seed(project):
@@ -139,10 +126,10 @@ def test_leaderboard_values_marks_and_presets(project):
     # one table per preset, the unified one holding three methods and the rlmrec one only its run
     assert md.count("## Preset `unified`") == 1 and md.count("## Preset `rlmrec`") == 1
     unified, rlmrec = _section(md, "unified"), _section(md, "rlmrec")
-    main = _tables(unified)[0]
+    main = md_tables(unified)[0]
     assert main["header"] == ["method", "seeds"] + METRICS
     assert list(main)[1:] == ["pop", "better", "same", "worse"]  # baselines first, then by name
-    other = _tables(rlmrec)[0]
+    other = md_tables(rlmrec)[0]
     assert list(other)[1:] == ["better"] and other["better"][1] == "1"
     assert other["better"][3] == f"{runs['other']['test/recall@20']:.4f}"
 
@@ -165,7 +152,7 @@ def test_leaderboard_values_marks_and_presets(project):
     assert "Reference baseline per column: recall@10: pop" in unified
     # the details table reports the difference and its CI
     # the details table (its last `better` row is ndcg@20) gives the per-user mean difference
-    details = [t for t in _tables(unified) if "baseline" in t["header"]][0]
+    details = [t for t in md_tables(unified) if "baseline" in t["header"]][0]
     assert details["better"][1:4] == ["ndcg@20", "pop", str(N_USERS)]
     diff = float(np.mean(np.mean(per, axis=0) - pop))  # `per`, `pop` of the last metric, ndcg@20
     assert details["better"][4] == f"{diff:+.4f}"
@@ -177,7 +164,7 @@ def test_per_domain_tables(project):
     root, runs, _, _ = project
     md = (root / "reports" / "leaderboard.md").read_text()
     unified = _section(md, "unified")
-    dom = [t for t in _tables(unified) if t["header"][2:] == DOMAINS + ["macro"]]
+    dom = [t for t in md_tables(unified) if t["header"][2:] == DOMAINS + ["macro"]]
     assert len(dom) == len(METRICS)
     recall20 = dom[METRICS.index("recall@20")]
     assert recall20["pop"][2] == f"{runs['pop']['test/recall@20/Books']:.4f}"
@@ -189,11 +176,11 @@ def test_marks_follow_the_test_and_alpha(project):
     root, _, _, _ = project
     runs = collect_runs(root)
     # alpha so small that even the clearly better method is not marked
-    main = _tables(_section(leaderboard(runs, ReportParams(alpha=1e-300)), "unified"))[0]
+    main = md_tables(_section(leaderboard(runs, ReportParams(alpha=1e-300)), "unified"))[0]
     assert not any(c.endswith("*") for c in main["better"][2:])
     md = leaderboard(runs, ReportParams(test="wilcoxon", baselines=["same"]))
     assert "Wilcoxon signed-rank test" in md and "recall@10: same" in md
-    main = _tables(_section(md, "unified"))[0]
+    main = md_tables(_section(md, "unified"))[0]
     assert list(main)[1:3] == ["same", "better"]
     assert all(c.endswith(" *") for c in main["better"][2:])
 
@@ -207,7 +194,7 @@ def test_misaligned_units_are_not_marked(tmp_path):
     moved = _per_user(base, 0.2, 0.01, rng).with_columns(pl.col("uid") + 1)  # other users
     _write_run(root, "shifted", "shifted", 0, moved)
     md = leaderboard(collect_runs(root), ReportParams())
-    main = _tables(md)[0]
+    main = md_tables(md)[0]
     assert not any(c.endswith("*") for c in main["shifted"][2:])
     assert "different units" in md
 
@@ -231,12 +218,12 @@ def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):
     runs = collect_runs(root)
     assert sorted(r.seed for r in runs if r.model == "mix") == [1, 2, 3]
     md = leaderboard(runs, ReportParams())
-    main = _tables(md)[0]
+    main = md_tables(md)[0]
     assert list(main)[1:] == ["pop", "mix"] and main["mix"][1] == "3"
     vals = [v["test/recall@20"] for v in per]
     assert main["mix"][3] == fmt_mean_std(float(np.mean(vals)), float(np.std(vals, ddof=1))) + " *"
     # the test ran on per-user values averaged over all three seeds
-    details = next(t for t in _tables(md) if "baseline" in t["header"])
+    details = next(t for t in md_tables(md) if "baseline" in t["header"])
     overall = (pl.col("part") == "test") & (pl.col("domain") == "all")
     mean3 = np.mean([f.filter(overall).sort("uid")["ndcg@20"].to_numpy() for f in frames], axis=0)
     pop = pl.read_parquet(root / "models/fake/pop/per_user.parquet").filter(overall).sort("uid")
@@ -286,7 +273,7 @@ def test_stage_script_runs_and_rejects_bad_params(tmp_path, project, capsys):
     assert stage.main(args) == 0
     assert "7 runs of 5 methods in 2 preset table(s), 2 curve panel(s)" in capsys.readouterr().out
     md = (out / "leaderboard.md").read_text()
-    assert _tables(_section(md, "unified"))[0]["header"] == ["method", "seeds", "recall@20"]
+    assert md_tables(_section(md, "unified"))[0]["header"] == ["method", "seeds", "recall@20"]
     assert "p < 0.01" in md
     params.write_text("report:\n  test: sign\n")
     assert stage.main(args) == 2

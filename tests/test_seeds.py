@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT
+from conftest import ROOT, md_tables
 
 from recpipe.config import ParamError
 from recpipe.eval.report import ReportParams, build_report, collect_runs
@@ -220,21 +220,6 @@ def test_one_seed_output_is_unchanged_key_for_key(multi, processed, tmp_path):
         assert (one / "plots/baselines/bprmf/plots/metrics/valid/recall@20.tsv").exists()
 
 
-def _tables(md: str) -> list[dict[str, list[str]]]:
-    tables, cur = [], None
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if cur is None:
-                cur = {"header": cells}
-                tables.append(cur)
-            elif not set(line) <= set("|-: "):
-                cur[cells[0]] = cells
-        else:
-            cur = None
-    return tables
-
-
 def test_report_shows_mean_std_over_seeds_and_tests_seed_averaged_users(multi, tmp_path):
     root, _ = multi
     runs = collect_runs(root)
@@ -244,7 +229,7 @@ def test_report_shows_mean_std_over_seeds_and_tests_seed_averaged_users(multi, t
     p = ReportParams(metrics=["recall@20", "ndcg@20"], baselines=["pop"])
     build_report(root, p, tmp_path / "reports")
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
-    main = _tables(md)[0]
+    main = md_tables(md)[0]
     assert main["header"] == ["method", "seeds", "recall@20", "ndcg@20"]
     assert main["bprmf"][1] == "3" and main["pop"][1] == "3"
     bpr, pop = _per_seed(root, "bprmf"), _per_seed(root, "pop")
@@ -255,7 +240,7 @@ def test_report_shows_mean_std_over_seeds_and_tests_seed_averaged_users(multi, t
         assert " ± " in main["bprmf"][j]
         assert main["pop"][j] == fmt_mean_std(pop[0][f"test/{m}"], 0.0)
     # the paired test compares per-user values averaged over the three seeds, user by user
-    details = next(t for t in _tables(md) if "baseline" in t["header"])
+    details = next(t for t in md_tables(md) if "baseline" in t["header"])
     assert details["bprmf"][1:3] == ["ndcg@20", "pop"]
 
     def seed_mean(model: str) -> np.ndarray:
