@@ -47,6 +47,38 @@ def test_graph_product_and_gradient_match_dense():
         1 / math.sqrt(deg[0] * deg[j]) for j in bipartite(r)[0].indices), rel_tol=1e-5)
 
 
+def test_power_sum_and_spmm_match_dense_powers_and_transposed_gradients():
+    from recpipe.graph.adjacency import Graph, bipartite, spmm
+
+    r = sp.random(30, 20, density=0.2, format="csr", random_state=4)
+    g = Graph(bipartite(r))
+    vals = g.dropout_values(0.7, torch.Generator().manual_seed(1))  # A no longer symmetric
+    dense = g._csr(vals).to_dense().double()
+    x = torch.randn(50, 3, dtype=torch.float64)
+    w = torch.randn(50, 3, dtype=torch.float64)
+    for layers in (0, 1, 3):
+        xx = x.float().requires_grad_()
+        (g.op(vals).power_sum(xx, layers) * w.float()).sum().backward()
+        powers = [torch.linalg.matrix_power(dense, k) for k in range(layers + 1)]
+        assert torch.allclose(g.op(vals).power_sum(x.float(), layers).double(), sum(p @ x for p in powers), atol=1e-5)
+        assert torch.allclose(xx.grad.double(), sum(p.T @ w for p in powers), atol=1e-5)
+    # the uninitialised output buffer of spmm is never read: same product twice, plus `add`
+    a = g._csr(vals)
+    assert torch.allclose(spmm(a, x.float()).double(), dense @ x, atol=1e-5)
+    assert torch.allclose(spmm(a, x.float(), add=w.float()).double(), dense @ x + w, atol=1e-5)
+
+
+def test_retaining_freed_memory_is_idempotent():
+    import platform
+
+    from recpipe.graph.allocator import retain_freed_memory
+
+    ok = retain_freed_memory()
+    assert retain_freed_memory() is ok
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert ok  # glibc accepts the thresholds
+
+
 def test_sampler_covers_every_pair_once_with_true_negatives():
     from recpipe.graph.sampler import BPRSampler
 

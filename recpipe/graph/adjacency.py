@@ -9,6 +9,12 @@ of `sparse.mm(A, X)` transposes A on every call, which made a LightGCN step ~10x
 its forward. The structure of A is symmetric, so A^T is A's values permuted: `Graph` keeps
 that permutation and runs the backward as one more CSR product. Edge dropout reuses the
 structure with zeroed values, so it needs no rebuild either.
+
+CPU speed (benchmarks/bench_graph.py): `torch.sparse.mm` zero-fills its output, copies it
+again inside `addmm` and converts int64 indices to int32 for MKL on every call, so a product
+cost 3-4x the MKL kernel. `spmm` calls `addmm` into an uninitialised output (MKL ignores it
+when beta = 0) with int32 indices kept from construction; `power_sum` runs a LightGCN sum of
+powers as Horner steps `h <- x + A h`, one fused product-and-add per layer, forward and back.
 """
 
 from __future__ import annotations
@@ -41,15 +47,49 @@ def bipartite(train: sp.csr_matrix, self_loops: bool = False) -> sp.csr_matrix:
     return out.astype(np.float32)
 
 
+def _mkl_cpu(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and torch.backends.mkl.is_available()
+
+
+def spmm(a, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ x (+ add) for a sparse CSR `a` (N, M) and dense x (M, d); no autograd."""
+    if _mkl_cpu(x):
+        out = torch.empty(a.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+        # beta = 0: MKL never reads `out`, so it need not be zeroed
+        torch.addmm(out, a, x, beta=0, out=out)
+        return out if add is None else out.add_(add)
+    out = torch.sparse.mm(a, x)
+    return out if add is None else out + add
+
+
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, x):
         ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
+        return spmm(a, x)
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, torch.sparse.mm(ctx.a_t, grad)
+        return None, None, spmm(ctx.a_t, grad)
+
+
+class _PowerSum(torch.autograd.Function):
+    """Σ_{l=0..L} A^l x by Horner, h <- x + A h; backward Σ_l (A^T)^l g the same way."""
+
+    @staticmethod
+    def forward(ctx, a, a_t, x, layers):
+        ctx.a_t, ctx.layers = a_t, layers
+        h = x
+        for _ in range(layers):
+            h = spmm(a, h, add=x)  # (N, d)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad):
+        h = grad
+        for _ in range(ctx.layers):
+            h = spmm(ctx.a_t, h, add=grad)
+        return None, None, h, None
 
 
 class Propagator:
@@ -60,6 +100,10 @@ class Propagator:
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
         return _SpMM.apply(self.a, self.a_t, x)
+
+    def power_sum(self, x: torch.Tensor, layers: int) -> torch.Tensor:
+        """Σ_{l=0..layers} A^l x (N, d), differentiable in x; 2·layers products a step."""
+        return _PowerSum.apply(self.a, self.a_t, x, layers)
 
 
 class Graph:
@@ -72,6 +116,10 @@ class Graph:
         self.device = torch.device(device)
         self.crow = torch.from_numpy(m.indptr.astype(np.int64)).to(self.device)
         self.col = torch.from_numpy(m.indices.astype(np.int64)).to(self.device)
+        # MKL takes int32 indices; passing int64 costs a conversion in every product
+        small = self.device.type == "cpu" and m.nnz < 2**31 - 1
+        self._crow_mm = self.crow.to(torch.int32) if small else self.crow
+        self._col_mm = self.col.to(torch.int32) if small else self.col
         self.values = torch.from_numpy(m.data.astype(np.float32)).to(self.device)
         # position of entry (j, i) for every stored (i, j): values[perm] are A^T's values
         coded = m.copy()
@@ -88,7 +136,7 @@ class Graph:
         return len(self.values)
 
     def _csr(self, values):
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape,
+        return torch.sparse_csr_tensor(self._crow_mm, self._col_mm, values, size=self.shape,
                                        check_invariants=False)
 
     def op(self, values: torch.Tensor | None = None) -> "Propagator":

@@ -47,9 +47,16 @@ class Backbone(nn.Module):
     def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
         raise NotImplementedError
 
+    def triples(self, final: torch.Tensor, users, pos, neg):
+        """Rows of `final` for a batch: (users, positives, negatives), each (B, out_dim).
+
+        One gather over `final` (and one scatter-add in backward) instead of three indexings
+        of the user/item halves, each of which would allocate a full-size gradient."""
+        idx = torch.cat([users, pos + self.n_users, neg + self.n_users])  # (3B,)
+        return final.index_select(0, idx).chunk(3)
+
     def backbone_loss(self, final, users, pos, neg, ego=None):
         """BPR on the batch + L2 over all parameters (GCCF, LightGCN); returns (loss, parts)."""
-        u, i = self.split(final)
-        rec = bpr(u[users], i[pos], i[neg])
+        rec = bpr(*self.triples(final, users, pos, neg))
         reg = l2_all(self, self.cfg.reg_weight)
         return rec + reg, {"bpr": rec.detach(), "reg": torch.as_tensor(reg).detach()}

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recpipe.config import rng
+from recpipe.graph.adjacency import spmm
 from recpipe.graph.base import Backbone
 from recpipe.graph.losses import bpr, info_nce_sum, l2_all
 
@@ -69,7 +70,7 @@ class _EdgeSpMM(torch.autograd.Function):
     def forward(ctx, g, rows, w, x):
         ctx.g, ctx.rows = g, rows
         ctx.save_for_backward(w, x)
-        return torch.sparse.mm(g._csr(w), x)  # (N, N) @ (N, k)
+        return spmm(g._csr(w), x)  # (N, N) @ (N, k)
 
     @staticmethod
     def backward(ctx, grad):
@@ -78,7 +79,7 @@ class _EdgeSpMM(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             gw = (grad[ctx.rows] * x[g.col]).sum(-1)  # (nnz,)
         if ctx.needs_input_grad[3]:
-            gx = torch.sparse.mm(g._csr(w[g.perm]), grad)  # (N, k)
+            gx = spmm(g._csr(w[g.perm]), grad)  # (N, k)
         return None, None, gw, gx
 
 
@@ -157,8 +158,7 @@ class DCCF(Backbone):
         else:  # `final` came from elsewhere: recompute the views from the same input
             views = self.forward_views(ego)[1]
         self._views = None  # release the graph of this step
-        u, i = self.split(final)
-        rec = bpr(u[users], i[pos], i[neg])
+        rec = bpr(*self.triples(final, users, pos, neg))
         reg = l2_all(self, self.cfg.reg_weight)
         cl = torch.zeros((), device=final.device)
         if self.cfg.cl_weight > 0 and views:

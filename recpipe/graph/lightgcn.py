@@ -34,11 +34,12 @@ class LightGCNConfig:
 
 
 def propagate(a, e: torch.Tensor, layers: int, pooling: str = "sum") -> torch.Tensor:
-    """pool_{l=0..L} A^l e for a Propagator `a` (e: (N, d)); sum or mean over the L+1 terms."""
-    acc = e
-    for _ in range(layers):
-        e = a.mm(e)  # (N, N) @ (N, d)
-        acc = acc + e
+    """pool_{l=0..L} A^l e for a Propagator `a` (e: (N, d)); sum or mean over the L+1 terms.
+
+    The same A in every layer makes the sum a polynomial in A: `power_sum` evaluates it by
+    Horner's rule without keeping the layer outputs (same value, a different summation order).
+    """
+    acc = a.power_sum(e, layers)  # (N, d)
     return acc / (layers + 1) if pooling == "mean" else acc
 
 

@@ -18,11 +18,13 @@ def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode:
     """
     from recpipe.graph import get_backbone
     from recpipe.graph.adjacency import Graph, bipartite
+    from recpipe.graph.allocator import retain_freed_memory
     from recpipe.graph.align import wrap
     from recpipe.graph.presets import build_configs
     from recpipe.graph.trainer import seed_everything, train
 
     bb_cfg, al_cfg = configs or build_configs(model, align, kind, mode, overrides)
+    retain_freed_memory()  # each step frees and reallocates (N, d) tensors: keep the pages
     seed_everything(seed)
     graph = Graph(bipartite(data.train, getattr(bb_cfg, "self_loops", False)), device)
     backbone = get_backbone(model)(data.n_users, data.n_items, graph, bb_cfg)

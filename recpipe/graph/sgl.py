@@ -75,8 +75,7 @@ class SGL(Backbone):
     def backbone_loss(self, final, users, pos, neg, ego=None):
         """BPR on the clean `final` + L2 + cl_weight * CL; returns (loss, parts).
         Shared with SimGCL, which brings its own `view` and `cl_loss`."""
-        u, i = self.split(final)
-        rec = bpr(u[users], i[pos], i[neg])
+        rec = bpr(*self.triples(final, users, pos, neg))
         reg = l2_all(self, self.cfg.reg_weight)
         loss = rec + reg
         cl = torch.zeros((), device=final.device)
