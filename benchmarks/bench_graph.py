@@ -10,7 +10,9 @@ preset, batch 4096 (30 steps an epoch), the `rlmrec` evaluation preset. Each mod
 `--epochs` epochs with a validation pass every 3rd; the trainer records each epoch's and each
 pass's wall time, and the median is reported (the first epoch warms caches and is dropped).
 The official code's figures (1.7 s an epoch, 1.9 s a pass, LightGCN on 2 CPU cores) come
-from the issue; its code is not run here.
+from the issue. `--official DIR` (a checkout of HKUDS/RLMRec with its Amazon data, see
+benchmarks/official_rlmrec.py) runs that code unchanged beside ours, one epoch each in turn
+(official epoch k right after ours), and reports the ratio measured in this run.
 """
 
 from __future__ import annotations
@@ -46,19 +48,39 @@ def processed_release(tmp: Path) -> Path:
     return tmp / "processed"
 
 
-def bench(model: str, align: str, data, epochs: int, device: str, sem) -> dict:
+class _Turns:
+    """Stands in for dvclive in the trainer: after each of our epochs, one official epoch."""
+
+    def __init__(self, official):
+        self.official = official
+
+    def log_metric(self, *_):
+        pass
+
+    def next_step(self):
+        self.official.epoch()
+
+
+def bench(model: str, align: str, data, epochs: int, device: str, sem, official=None) -> dict:
     from recpipe.eval.protocol import resolve
     from recpipe.graph.run import fit
     from recpipe.graph.trainer import TrainConfig
 
     t0 = time.perf_counter()
     res = fit(model, align, data, sem, TrainConfig(epochs=epochs, patience=epochs),
-              resolve({"preset": "rlmrec"}), 2023, mode="parity", device=device, progress=False)
+              resolve({"preset": "rlmrec"}), 2023, mode="parity", device=device, progress=False,
+              live=_Turns(official) if official else None)
     ep = [h["epoch_s"] for h in res["history"][1:]]
     ev = [h["eval_s"] for h in res["history"] if "eval_s" in h]
-    return {"model": model, "align": align, "device": device, "epoch_s": statistics.median(ep),
-            "eval_s": statistics.median(ev), "epochs": epochs, "wall_s": time.perf_counter() - t0,
-            "valid_recall@20": res["valid"].summary["recall@20"]}
+    row = {"model": model, "align": align, "device": device, "epoch_s": statistics.median(ep),
+           "eval_s": statistics.median(ev), "epochs": epochs, "wall_s": time.perf_counter() - t0,
+           "valid_recall@20": res["valid"].summary["recall@20"]}
+    if official:
+        o = official.rows
+        row.update(official_epoch_s=statistics.median(r["epoch_s"] for r in o[1:]),
+                   official_eval_s=statistics.median(r["eval_s"] for r in o if "eval_s" in r),
+                   official_valid_recall20=[r["recall20"] for r in o if "recall20" in r][-1])
+    return row
 
 
 def main() -> None:
@@ -69,6 +91,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--official", type=Path, help="HKUDS/RLMRec checkout: time its LightGCN beside ours")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
 
@@ -90,11 +113,26 @@ def main() -> None:
           f"device {args.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     rows = []
     for model in models:
-        r = bench(model, args.align, data, args.epochs, args.device, sem)
+        official = None
+        if args.official and model == "lightgcn" and args.align == "none" and args.device == "cpu":
+            from benchmarks.official_rlmrec import Official
+
+            official = Official(args.official, threads=args.threads)
+        try:
+            r = bench(model, args.align, data, args.epochs, args.device, sem, official)
+        finally:
+            if official:
+                official.close()
         rows.append(r)
         extra = ""
-        if model == "lightgcn" and args.align == "none":
-            extra = (f"  (official CPU code: {OFFICIAL['epoch_s'] / r['epoch_s']:.1f}x / "
+        if official:
+            extra = (f"\n{'official':9s} {args.align:4s} epoch {r['official_epoch_s']:.3f} s  validation pass "
+                     f"{r['official_eval_s']:.3f} s  (valid R@20 after {args.epochs} epochs "
+                     f"{r['official_valid_recall20']:.4f})\n  ratio, same run: epoch "
+                     f"{r['official_epoch_s'] / r['epoch_s']:.1f}x, validation pass "
+                     f"{r['official_eval_s'] / r['eval_s']:.1f}x faster than the official code")
+        elif model == "lightgcn" and args.align == "none":
+            extra = (f"  (issue's official CPU figures: {OFFICIAL['epoch_s'] / r['epoch_s']:.1f}x / "
                      f"{OFFICIAL['eval_s'] / r['eval_s']:.1f}x faster)")
         print(f"{model:9s} {args.align:4s} epoch {r['epoch_s']:.3f} s  validation pass {r['eval_s']:.3f} s"
               f"  (valid R@20 after {args.epochs} epochs {r['valid_recall@20']:.4f}){extra}", flush=True)
