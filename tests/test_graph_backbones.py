@@ -62,6 +62,27 @@ def test_gradients_reach_every_parameter(small_split, model, align):
     assert align == "none" or {"con": "kd", "gen": "recon"}[align] in parts
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_evaluation_embeddings_are_cached_until_a_parameter_changes(small_split, model):
+    import copy
+
+    m = _build(small_split, model, "gen")  # Gen: the mask token must not leak into scoring
+    bb = m.backbone
+    ue, ie = bb.user_embeddings(), bb.item_embeddings()
+    assert ue.shape == (small_split.n_users, bb.out_dim) and ie.shape == (small_split.n_items, bb.out_dim)
+    fu, fi = bb.split(bb.encode(train=False))
+    assert torch.equal(ue, fu) and torch.equal(ie, fi) and not ue.requires_grad
+    assert bb.user_embeddings() is ue  # cached: no second propagation
+    saved = copy.deepcopy(m.state_dict())
+    opt = torch.optim.Adam(m.parameters(), lr=0.1)
+    loss, _ = m.loss(torch.arange(8), torch.arange(8), torch.arange(8, 16))
+    loss.backward()
+    opt.step()
+    assert not torch.allclose(bb.user_embeddings(), ue)  # the step invalidated the cache
+    m.load_state_dict(saved)
+    assert torch.allclose(bb.user_embeddings(), ue) and torch.allclose(m.embeddings()[1], ie)
+
+
 @pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize("model", MODELS)
 def test_two_epoch_smoke_run(small_split, model, align):

@@ -58,9 +58,10 @@ class Plain(nn.Module):
         final = self.backbone.encode(train=True)
         return self.backbone.backbone_loss(final, users, pos, neg)
 
-    @torch.no_grad()
     def embeddings(self):
-        return self.backbone.split(self.backbone.encode(train=False))
+        """(users (U, out), items (I, out)) for the evaluator: the backbone's cached ones (the
+        alignment's projection, decoder and mask token take no part in scoring)."""
+        return self.backbone.user_embeddings(), self.backbone.item_embeddings()
 
 
 class Con(Plain):

@@ -9,6 +9,9 @@ API (tensor shapes with N = U + I nodes, d = embedding size):
   one the BPR term scores; stochastic parts that belong to the backbone's loss (augmented
   views, masked subgraphs) are drawn in `backbone_loss`, not here;
 - `split(final)` -> (users (U, out_dim), items (I, out_dim));
+- `user_embeddings()` (U, out_dim) / `item_embeddings()` (I, out_dim): the evaluation-time
+  embeddings the shared evaluator scores with, propagated once and cached until a parameter
+  changes (an optimizer step or a loaded state bumps the parameters' version counters);
 - `backbone_loss(final, users, pos, neg, ego=None)` -> (loss, parts dict): `final` is what
   `encode(ego, train=True)` returned, `ego` the (possibly masked) layer-0 input it came from.
 Class attributes: `Config` (a typed dataclass), `uses_negatives` (False for AutoCF: Con then
@@ -37,6 +40,7 @@ class Backbone(nn.Module):
         nn.init.xavier_uniform_(self.user)
         nn.init.xavier_uniform_(self.item)
         self.out_dim = cfg.embedding_size
+        self._eval_cache = None  # (parameter versions, (users, items)); not part of the state
 
     def ego(self) -> torch.Tensor:
         return torch.cat([self.user, self.item], dim=0)  # (N, d)
@@ -46,6 +50,20 @@ class Backbone(nn.Module):
 
     def encode(self, ego: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (U, out_dim), items (I, out_dim)) on the full graph, without training noise."""
+        key = tuple(p._version for p in self.parameters())
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, self.split(self.encode(train=False)))
+        return self._eval_cache[1]
+
+    def user_embeddings(self) -> torch.Tensor:
+        return self.final_embeddings()[0]
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.final_embeddings()[1]
 
     def triples(self, final: torch.Tensor, users, pos, neg):
         """Rows of `final` for a batch: (users, positives, negatives), each (B, out_dim).
