@@ -68,6 +68,20 @@ def test_power_sum_and_spmm_match_dense_powers_and_transposed_gradients():
     assert torch.allclose(spmm(a, x.float(), add=w.float()).double(), dense @ x + w, atol=1e-5)
 
 
+def test_edge_dot_matches_a_loop_over_entries_and_gradchecks():
+    from recpipe.graph.adjacency import Graph, bipartite
+
+    r = sp.random(12, 9, density=0.3, format="csr", random_state=5)
+    m = bipartite(r)
+    g = Graph(m)
+    x = torch.randn(21, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(21, 4, dtype=torch.float64, requires_grad=True)
+    got = g.edge_dot(x, y).detach().numpy()
+    want = [float(x[h] @ y[t]) for h in range(21) for t in m.indices[m.indptr[h]:m.indptr[h + 1]]]
+    assert np.allclose(got, want)  # CSR order, head row x tail column
+    assert torch.autograd.gradcheck(g.edge_dot, (x, y))
+
+
 def test_retaining_freed_memory_is_idempotent():
     import platform
 

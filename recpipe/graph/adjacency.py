@@ -92,6 +92,30 @@ class _PowerSum(torch.autograd.Function):
         return None, None, h, None
 
 
+class _EdgeDot(torch.autograd.Function):
+    """x_h · y_t for every stored entry (h, t) of a Graph, in CSR order: (nnz,).
+
+    The gradient is a product with the pattern weighted by the incoming gradient g:
+    dx = A_g @ y and dy = A_g^T @ x, two CSR products instead of two scatter-adds over nnz
+    rows (10x faster on CPU)."""
+
+    @staticmethod
+    def forward(ctx, g, x, y):
+        ctx.g = g
+        ctx.save_for_backward(x, y)
+        return g.edge_dot_values(x, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        g, gx, gy = ctx.g, None, None
+        if ctx.needs_input_grad[1]:
+            gx = spmm(g._csr(grad), y)  # (N, d)
+        if ctx.needs_input_grad[2]:
+            gy = spmm(g._csr(grad[g.perm]), x)
+        return None, gx, gy
+
+
 class Propagator:
     """A sparse matrix and its transpose: `mm(x)` = A @ x, with backward A^T @ grad."""
 
@@ -130,6 +154,7 @@ class Graph:
             raise ValueError("Graph needs a structurally symmetric matrix")
         self.perm = torch.from_numpy(t.data.astype(np.int64) - 1).to(self.device)
         self._full = None
+        self._rows = None
 
     @property
     def nnz(self) -> int:
@@ -153,6 +178,25 @@ class Graph:
 
     def mm(self, x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         return self.op(values).mm(x)
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """Head node of every stored entry, in CSR order: (nnz,)."""
+        if self._rows is None:
+            counts = self.crow[1:] - self.crow[:-1]
+            self._rows = torch.repeat_interleave(torch.arange(self.shape[0], device=self.device), counts)
+        return self._rows
+
+    def edge_dot_values(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x_h · y_t per stored entry (h, t), (nnz,), without autograd (see `edge_dot`)."""
+        if x.device.type == "cpu":  # a sampled product: no (nnz, d) gathered copies
+            pattern = self._csr(torch.zeros(self.nnz, dtype=x.dtype))
+            return torch.sparse.sampled_addmm(pattern, x, y.T, beta=0).values()
+        return (x[self.rows] * y[self.col]).sum(-1)
+
+    def edge_dot(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x_h · y_t per stored entry (h, t), (nnz,), differentiable in x (N, d) and y (N, d)."""
+        return _EdgeDot.apply(self, x, y)
 
     def dropout_values(self, keep: float, generator=None) -> torch.Tensor:
         """Values with each stored entry kept with probability `keep`, not rescaled."""

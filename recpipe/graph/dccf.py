@@ -77,7 +77,7 @@ class _EdgeSpMM(torch.autograd.Function):
         w, x = ctx.saved_tensors
         g, gw, gx = ctx.g, None, None
         if ctx.needs_input_grad[2]:
-            gw = (grad[ctx.rows] * x[g.col]).sum(-1)  # (nnz,)
+            gw = g.edge_dot_values(grad, x)  # grad[h_e] · x[t_e]: (nnz,)
         if ctx.needs_input_grad[3]:
             gx = spmm(g._csr(w[g.perm]), grad)  # (N, k)
         return None, None, gw, gx
@@ -93,15 +93,13 @@ class DCCF(Backbone):
         self.item_intent = nn.Parameter(torch.empty(d, k))  # W_i (d, K)
         nn.init.xavier_uniform_(self.user_intent)
         nn.init.xavier_uniform_(self.item_intent)
-        # head node of every stored entry, in CSR order: (nnz,)
-        counts = adj.crow[1:] - adj.crow[:-1]
-        self.rows = torch.repeat_interleave(torch.arange(adj.shape[0], device=adj.device), counts)
+        self.rows = adj.rows  # head node of every stored entry, in CSR order: (nnz,)
         self._views = None  # (final, views) of the last encode(train=True)
 
     def adaptive_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Row-normalised edge weights (nnz,) from node features x (N, d), in CSR order."""
         xn = F.normalize(x, dim=-1)  # cos(x_h, x_t) = xn_h · xn_t
-        alpha = ((xn[self.rows] * xn[self.adj.col]).sum(-1) + 1) / 2  # (nnz,) in [0, 1]
+        alpha = (self.adj.edge_dot(xn, xn) + 1) / 2  # (nnz,) in [0, 1]
         ones = torch.ones(x.shape[0], 1, device=x.device, dtype=x.dtype)
         deg = _EdgeSpMM.apply(self.adj, self.rows, alpha, ones).squeeze(1)  # Σ_{(h,·)} α: (N,)
         # clamp: isolated rows have no entries to weight, and 1/0 would poison the backward
