@@ -77,7 +77,7 @@ def test_edge_dot_matches_a_loop_over_entries_and_gradchecks():
     x = torch.randn(21, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randn(21, 4, dtype=torch.float64, requires_grad=True)
     got = g.edge_dot(x, y).detach().numpy()
-    want = [float(x[h] @ y[t]) for h in range(21) for t in m.indices[m.indptr[h]:m.indptr[h + 1]]]
+    want = [float(x[h].detach() @ y[t].detach()) for h in range(21) for t in m.indices[m.indptr[h]:m.indptr[h + 1]]]
     assert np.allclose(got, want)  # CSR order, head row x tail column
     assert torch.autograd.gradcheck(g.edge_dot, (x, y))
 

@@ -89,8 +89,8 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total, steps = total + float(loss.detach()), steps + 1
-        row = {"epoch": epoch, "loss": total / steps, "epoch_s": time.perf_counter() - t0}
+            total, steps = total + loss.detach(), steps + 1  # summed on the device: no sync a step
+        row = {"epoch": epoch, "loss": float(total) / steps, "epoch_s": time.perf_counter() - t0}
         if epoch % cfg.eval_every == 0:
             model.eval()
             t1 = time.perf_counter()
