@@ -90,6 +90,22 @@ def test_metrics_identical_for_batch_sizes_1_7_all(preset, monkeypatch):
     assert results[1].summary["hr@20"] > 0.05  # the comparison covers real hits
 
 
+def test_embedding_scorer_is_ranked_on_its_device_with_the_same_results():
+    """The evaluator asks an embedding scorer for device-resident scores (no host copy of
+    the block); the results equal those of the plain host-side path."""
+    data = random_split(3, n_users=50)
+    u, i = embeddings(3, data.n_users, data.n_items, item_pop=np.asarray(data.train.sum(0)).ravel())
+    host = evaluate(FunctionScorer(EmbeddingScorer(u, i), data.n_items), data, resolve({"preset": "unified"}), "test")
+
+    class DeviceOnly(EmbeddingScorer):
+        def __call__(self, users):
+            raise AssertionError("the host-side path was taken")
+
+    dev = evaluate(DeviceOnly(u, i), data, resolve({"preset": "unified"}), "test")
+    frames_equal(dev.per_unit, host.per_unit)
+    assert dev.summary == host.summary and dev.summary["recall@20"] > 0
+
+
 def test_memory_budget_sets_the_batch():
     # n_items = 50,000: a row costs 12 * 50,000 B, so 16 MiB holds 27 users per batch
     n_users, n_items = 60, 50_000

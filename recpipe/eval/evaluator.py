@@ -77,18 +77,21 @@ def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: E
             idx, ok = faiss_topk(scorer.user_np[u], scorer.item_np, k, masks, u, index=index,
                                  item_dom=data.item_domain, unit_dom=d_np, item_ok=item_ok)
         else:
-            scores = scorer(u)
+            # embedding scorers keep the block on their device (GPU: mask and rank there)
+            scores = scorer.device_scores(u) if hasattr(scorer, "device_scores") else scorer(u)
+            dev = scores.device
             for m in masks:
                 mask_(scores, u, m)
-            d = torch.from_numpy(d_np.astype(np.int64))
-            if (d >= 0).any():
-                scores.masked_fill_((item_dom[None, :] != d[:, None]) & (d[:, None] >= 0), float("-inf"))
+            if (d_np >= 0).any():
+                d = torch.from_numpy(d_np.astype(np.int64)).to(dev)
+                other = (item_dom.to(dev)[None, :] != d[:, None]) & (d[:, None] >= 0)
+                scores.masked_fill_(other, float("-inf"))
             if blocked is not None:
-                scores[:, blocked] = float("-inf")
+                scores[:, blocked.to(dev)] = float("-inf")
             idx, ok = topk_exact(scores, k)
         kk = idx.shape[1]  # < k when the catalogue is smaller than K
-        out_idx[start:start + len(u), :kk] = idx.numpy()
-        out_ok[start:start + len(u), :kk] = ok.numpy()
+        out_idx[start:start + len(u), :kk] = idx.cpu().numpy()
+        out_ok[start:start + len(u), :kk] = ok.cpu().numpy()
     return out_idx, out_ok
 
 

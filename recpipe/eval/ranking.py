@@ -30,7 +30,7 @@ def topk_exact(scores, k: int):
     if k1 > k:
         tie = (vals[:, k - 1] == vals[:, k]) & torch.isfinite(vals[:, k - 1])
     else:
-        tie = torch.zeros(len(scores), dtype=torch.bool)
+        tie = torch.zeros(len(scores), dtype=torch.bool, device=scores.device)
     vals, idx = vals[:, :k], idx[:, :k]
     # inside the top K: order equal scores by index (sort by index, then stable by score)
     by_idx = torch.argsort(idx, dim=1)
@@ -50,8 +50,8 @@ def mask_(scores, rows: np.ndarray, matrix) -> None:
 
     sub = matrix[rows].tocoo()
     if sub.nnz:
-        r = torch.from_numpy(sub.row.astype(np.int64))
-        c = torch.from_numpy(sub.col.astype(np.int64))
+        r = torch.from_numpy(sub.row.astype(np.int64)).to(scores.device)
+        c = torch.from_numpy(sub.col.astype(np.int64)).to(scores.device)
         scores[r, c] = float("-inf")
 
 

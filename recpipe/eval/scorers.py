@@ -31,11 +31,16 @@ class EmbeddingScorer:
     def n_items(self) -> int:
         return self.item_np.shape[0]
 
-    def __call__(self, users: np.ndarray):
+    def device_scores(self, users: np.ndarray):
+        """(B, n_items) float32 scores on the scorer's device: the evaluator masks and ranks
+        them there, so on a GPU only the (B, K) top-K ids come back to the host."""
         import torch
 
         u = self.users[torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device)]
-        return (u @ self.items_t).float().cpu()
+        return (u @ self.items_t).float()
+
+    def __call__(self, users: np.ndarray):
+        return self.device_scores(users).cpu()
 
 
 class FunctionScorer:
