@@ -80,6 +80,18 @@ def test_edge_dot_matches_a_loop_over_entries_and_gradchecks():
     want = [float(x[h].detach() @ y[t].detach()) for h in range(21) for t in m.indices[m.indptr[h]:m.indptr[h + 1]]]
     assert np.allclose(got, want)  # CSR order, head row x tail column
     assert torch.autograd.gradcheck(g.edge_dot, (x, y))
+    # a pattern that is not symmetric: its transpose has its own structure
+    a = sp.random(15, 15, density=0.2, format="csr", random_state=6)
+    ga = Graph(a)
+    assert not ga.symmetric
+    w = torch.rand(ga.nnz, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(15, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ga.weighted_mm, (w, z))
+    assert torch.autograd.gradcheck(ga.edge_dot, (z, z.detach().clone().requires_grad_()))
+    dense = torch.from_numpy(a.toarray())
+    zz = z.detach().float().requires_grad_()
+    (ga.mm(zz) * 2).sum().backward()  # backward is A^T @ grad
+    assert torch.allclose(zz.grad.double(), dense.T @ torch.full((15, 3), 2.0, dtype=torch.float64), atol=1e-5)
 
 
 def test_retaining_freed_memory_is_idempotent():

@@ -84,22 +84,18 @@ def test_layers_and_final_match_dense_numpy():
 
 def test_edge_product_gradients_match_dense():
     """The adaptive masks are differentiable in their weights, as torch_sparse.spmm is."""
-    from recpipe.graph.dccf import _EdgeSpMM
-
     model, _ = _tiny()
     g = torch.Generator().manual_seed(2)
     w = torch.rand(model.adj.nnz, generator=g, dtype=torch.float64, requires_grad=True)
     x = torch.randn(9, 2, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda w, x: _EdgeSpMM.apply(model.adj, model.rows, w, x), (w, x))
+    assert torch.autograd.gradcheck(model.adj.weighted_mm, (w, x))
     # and the dense analogue: entry (h_e, t_e) of A_w is w_e
     dense = torch.zeros(9, 9, dtype=torch.float64).index_put((model.rows, model.adj.col), w)
-    assert torch.allclose(_EdgeSpMM.apply(model.adj, model.rows, w, x), dense @ x)
+    assert torch.allclose(model.adj.weighted_mm(w, x), dense @ x)
 
 
 def test_gradients_flow_through_the_mask_weights():
     """Full-layer gradient vs a dense torch version built from the spec."""
-    from recpipe.graph.dccf import _EdgeSpMM
-
     model, a = _tiny(layers=1)
     at = torch.from_numpy(a).float()
     mask = at > 0
@@ -123,7 +119,7 @@ def test_gradients_flow_through_the_mask_weights():
         assert torch.allclose(x, y, atol=1e-5)
     # the α path carries gradient: detaching the mask weights changes it
     w_det = model.adaptive_weights(gnn.detach())
-    no_alpha = gnn + itn + _EdgeSpMM.apply(model.adj, model.rows, w_det, e) + dense_mask(itn) @ e + e
+    no_alpha = gnn + itn + model.adj.weighted_mm(w_det, e) + dense_mask(itn) @ e + e
     g_no = torch.autograd.grad((no_alpha * probe).sum(), [model.user])
     assert not torch.allclose(g_no[0], g_got[0], atol=1e-6)
 

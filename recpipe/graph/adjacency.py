@@ -112,8 +112,29 @@ class _EdgeDot(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gx = spmm(g._csr(grad), y)  # (N, d)
         if ctx.needs_input_grad[2]:
-            gy = spmm(g._csr(grad[g.perm]), x)
+            gy = spmm(g._csr_t(grad), x)
         return None, gx, gy
+
+
+class _WeightedSpMM(torch.autograd.Function):
+    """A_w @ x for the Graph's pattern with edge weights w (nnz,), differentiable in w and x:
+    dL/dw_e = grad[h_e] · x[t_e] (a sampled product) and dL/dx = A_w^T grad."""
+
+    @staticmethod
+    def forward(ctx, g, w, x):
+        ctx.g = g
+        ctx.save_for_backward(w, x)
+        return spmm(g._csr(w), x)  # (N, N) @ (N, k)
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, x = ctx.saved_tensors
+        g, gw, gx = ctx.g, None, None
+        if ctx.needs_input_grad[1]:
+            gw = g.edge_dot_values(grad, x)  # (nnz,)
+        if ctx.needs_input_grad[2]:
+            gx = spmm(g._csr_t(w), grad)  # (N, k)
+        return None, gw, gx
 
 
 class Propagator:
@@ -131,7 +152,10 @@ class Propagator:
 
 
 class Graph:
-    """A sparse (N, N) matrix with a structurally symmetric pattern; `g @ x` is differentiable in x."""
+    """A sparse (N, N) matrix in CSR with its transpose's structure; products with it are
+    differentiable in the dense operand (and, through `weighted_mm` / `edge_dot`, in edge
+    weights on its pattern). The bipartite graphs are structurally symmetric, so there the
+    transpose shares the pattern and only its values are permuted."""
 
     def __init__(self, m: sp.csr_matrix, device="cpu"):
         m = m.tocsr()
@@ -140,21 +164,30 @@ class Graph:
         self.device = torch.device(device)
         self.crow = torch.from_numpy(m.indptr.astype(np.int64)).to(self.device)
         self.col = torch.from_numpy(m.indices.astype(np.int64)).to(self.device)
-        # MKL takes int32 indices; passing int64 costs a conversion in every product
-        small = self.device.type == "cpu" and m.nnz < 2**31 - 1
-        self._crow_mm = self.crow.to(torch.int32) if small else self.crow
-        self._col_mm = self.col.to(torch.int32) if small else self.col
         self.values = torch.from_numpy(m.data.astype(np.float32)).to(self.device)
-        # position of entry (j, i) for every stored (i, j): values[perm] are A^T's values
+        # position of entry (j, i) for every stored (i, j): values[perm] are A^T's values,
+        # in the CSR order of A^T's structure (t_crow, t_col)
         coded = m.copy()
         coded.data = np.arange(1, m.nnz + 1, dtype=np.float64)
         t = coded.T.tocsr()
         t.sort_indices()
-        if not (np.array_equal(t.indptr, m.indptr) and np.array_equal(t.indices, m.indices)):
-            raise ValueError("Graph needs a structurally symmetric matrix")
         self.perm = torch.from_numpy(t.data.astype(np.int64) - 1).to(self.device)
+        self.symmetric = np.array_equal(t.indptr, m.indptr) and np.array_equal(t.indices, m.indices)
+        # MKL takes int32 indices; passing int64 costs a conversion in every product
+        small = self.device.type == "cpu" and m.nnz < 2**31 - 1
+        idx = (lambda a: torch.from_numpy(a.astype(np.int32 if small else np.int64)).to(self.device))
+        self._crow_mm, self._col_mm = idx(m.indptr), idx(m.indices)
+        self._t_crow_mm, self._t_col_mm = ((self._crow_mm, self._col_mm) if self.symmetric
+                                           else (idx(t.indptr), idx(t.indices)))
         self._full = None
         self._rows = None
+
+    @classmethod
+    def from_edges(cls, rows: torch.Tensor, cols: torch.Tensor, n: int) -> "Graph":
+        """The (n, n) pattern of the (deduplicated) edges rows -> cols, values 1, on their device."""
+        r, c = rows.cpu().numpy(), cols.cpu().numpy()
+        m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
+        return cls(m, rows.device)
 
     @property
     def nnz(self) -> int:
@@ -164,6 +197,11 @@ class Graph:
         return torch.sparse_csr_tensor(self._crow_mm, self._col_mm, values, size=self.shape,
                                        check_invariants=False)
 
+    def _csr_t(self, values):
+        """A^T for the entries `values` of A (given in A's order)."""
+        return torch.sparse_csr_tensor(self._t_crow_mm, self._t_col_mm, values[self.perm],
+                                       size=self.shape[::-1], check_invariants=False)
+
     def op(self, values: torch.Tensor | None = None) -> "Propagator":
         """The matrix with `values` (default: its own) as a differentiable operator.
 
@@ -172,9 +210,9 @@ class Graph:
         """
         if values is None:
             if self._full is None:
-                self._full = Propagator(self._csr(self.values), self._csr(self.values[self.perm]))
+                self._full = Propagator(self._csr(self.values), self._csr_t(self.values))
             return self._full
-        return Propagator(self._csr(values), self._csr(values[self.perm]))
+        return Propagator(self._csr(values), self._csr_t(values))
 
     def mm(self, x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         return self.op(values).mm(x)
@@ -197,6 +235,10 @@ class Graph:
     def edge_dot(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x_h · y_t per stored entry (h, t), (nnz,), differentiable in x (N, d) and y (N, d)."""
         return _EdgeDot.apply(self, x, y)
+
+    def weighted_mm(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """A_w @ x (N, k) with edge weights w (nnz,) in CSR order; differentiable in w and x."""
+        return _WeightedSpMM.apply(self, w, x)
 
     def dropout_values(self, keep: float, generator=None) -> torch.Tensor:
         """Values with each stored entry kept with probability `keep`, not rescaled."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from recpipe.config import ParamError, rng
+from recpipe.graph.adjacency import Graph
 from recpipe.graph.autocf_mask import edge_rows, gumbel_log, local_scores, masked_graphs
 from recpipe.graph.base import Backbone
 from recpipe.graph.losses import l2_all, row_logsumexp
@@ -75,19 +76,25 @@ class GTLayer(nn.Module):
         self.q, self.k, self.v = (nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, d)))
                                   for _ in range(3))
 
-    def forward(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """x (N, d), edges h=rows -> t=cols (E,); per head row h gets Σ_t softmax_t(q_h·k_t) v_t."""
+    def forward(self, x: torch.Tensor, g) -> torch.Tensor:
+        """x (N, d) over the edges h -> t of the Graph `g` (its values unused): per head, row h
+        gets Σ_t softmax_t(q_h·k_t) v_t, the softmax over h's edges.
+
+        Every per-edge quantity is a sampled product (`edge_dot`) or an edge-weighted CSR
+        product (`weighted_mm`), so no (E, d) gathered copy of the node table is made.
+        """
         n, d = x.shape
-        h = self.heads
-        # project nodes first, then gather: the same as projecting each gathered edge row
-        q = (x @ self.q)[rows].view(-1, h, d // h)  # (E, H, d/H)
-        k = (x @ self.k)[cols].view(-1, h, d // h)
-        v = (x @ self.v)[cols].view(-1, h, d // h)
-        att = (q * k).sum(-1).clamp(-10.0, 10.0).exp()  # (E, H)
-        norm = torch.zeros(n, h, device=x.device, dtype=x.dtype).index_add(0, rows, att)[rows]
-        att = att / (norm + 1e-8)  # softmax over each row's edges
-        msg = (att.unsqueeze(-1) * v).reshape(-1, d)  # (E, d)
-        return torch.zeros(n, d, device=x.device, dtype=x.dtype).index_add(0, rows, msg)
+        s = d // self.heads
+        q, k, v = x @ self.q, x @ self.k, x @ self.v  # project nodes once: (N, d) each
+        ones = torch.ones(n, 1, device=x.device, dtype=x.dtype)
+        out = []
+        for h in range(self.heads):
+            sl = slice(h * s, (h + 1) * s)
+            att = g.edge_dot(q[:, sl].contiguous(), k[:, sl].contiguous()).clamp(-10.0, 10.0).exp()  # (E,)
+            norm = g.weighted_mm(att, ones).squeeze(1)  # Σ over each row's edges: (N,)
+            att = att / (norm[g.rows] + 1e-8)
+            out.append(g.weighted_mm(att, v[:, sl].contiguous()))  # (N, d/H)
+        return torch.cat(out, dim=1)
 
 
 def lse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -149,18 +156,19 @@ class AutoCF(Backbone):
             g = torch.Generator().manual_seed(int(self.draw_seed))
             enc, dec = masked_graphs(self.rows, self.adj.col, self.seeds.to(self.rows.device), n,
                                      cfg.mask_depth, cfg.keep_rate, g)
-            self._graphs = (self.adj.op(enc), dec)
+            self._graphs = (self.adj.op(enc), Graph.from_edges(*dec, n))
         return self._graphs
 
     # -- Backbone API ------------------------------------------------------------------
     def forward_graphs(self, e: torch.Tensor, enc, dec) -> torch.Tensor:
-        """Σ of every layer output: e, the `layers` products with enc, then the GT layers."""
+        """Σ of every layer output: e, the `layers` products with enc (a Propagator), then the
+        GT layers over dec (a Graph: its pattern is the decoder's edge list)."""
         acc = x = e
         for _ in range(self.cfg.layers):
             x = enc.mm(x)  # (N, N) @ (N, d)
             acc = acc + x
         for gt in self.gt:
-            x = gt(x, *dec)
+            x = gt(x, dec)
             acc = acc + x
         return acc
 
@@ -175,7 +183,7 @@ class AutoCF(Backbone):
         `backbone_loss`). train=False: full Â for encoder and decoder, no state touched."""
         e = self.ego() if ego is None else ego
         if not train:
-            return self.forward_graphs(e, self.adj.op(), (self.rows, self.adj.col))
+            return self.forward_graphs(e, self.adj.op(), self.adj)
         step = int(self.step)
         self.step.add_(1)
         self._infomax = None

@@ -11,7 +11,7 @@ Adaptive mask from x (gnn or int output of the *same* layer): every stored edge 
 gets α = (cos(x_h, x_t) + 1) / 2, row-normalised to α / Σ_{edges (h, ·)} α. As in the
 reference, the masks are rebuilt in every layer and every forward, multiply the layer *input*
 E^l (not x), and stay differentiable: gradients flow through α into the gnn/int outputs
-(torch_sparse.spmm is differentiable in its values; `_EdgeSpMM` below does the same on CSR).
+(torch_sparse.spmm is differentiable in its values; `Graph.weighted_mm` does the same on CSR).
 cos uses F.normalize (eps 1e-12), like the reference; a row whose α sum is 0 gets weight 0.
 
 Loss (RLMRec, which drops SSLRec's negatives from the item side):
@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from recpipe.config import rng
-from recpipe.graph.adjacency import spmm
 from recpipe.graph.base import Backbone
 from recpipe.graph.losses import bpr, info_nce_sum, l2_all
 
@@ -58,31 +57,6 @@ class DCCFConfig:
     intents: int = field(default=128, metadata=rng(1))
 
 
-class _EdgeSpMM(torch.autograd.Function):
-    """A_w @ x for the Graph's sparsity pattern with edge weights w, differentiable in w and x.
-
-    Graph.op treats the values as constants; the adaptive masks need dL/dw too:
-    dL/dw_e = grad[h_e] · x[t_e] for stored entry e = (h_e, t_e), and dL/dx = A_wᵀ grad,
-    where A_wᵀ is the same pattern with the values permuted by `g.perm`.
-    """
-
-    @staticmethod
-    def forward(ctx, g, rows, w, x):
-        ctx.g, ctx.rows = g, rows
-        ctx.save_for_backward(w, x)
-        return spmm(g._csr(w), x)  # (N, N) @ (N, k)
-
-    @staticmethod
-    def backward(ctx, grad):
-        w, x = ctx.saved_tensors
-        g, gw, gx = ctx.g, None, None
-        if ctx.needs_input_grad[2]:
-            gw = g.edge_dot_values(grad, x)  # grad[h_e] · x[t_e]: (nnz,)
-        if ctx.needs_input_grad[3]:
-            gx = spmm(g._csr(w[g.perm]), grad)  # (N, k)
-        return None, None, gw, gx
-
-
 class DCCF(Backbone):
     Config = DCCFConfig
 
@@ -101,7 +75,7 @@ class DCCF(Backbone):
         xn = F.normalize(x, dim=-1)  # cos(x_h, x_t) = xn_h · xn_t
         alpha = (self.adj.edge_dot(xn, xn) + 1) / 2  # (nnz,) in [0, 1]
         ones = torch.ones(x.shape[0], 1, device=x.device, dtype=x.dtype)
-        deg = _EdgeSpMM.apply(self.adj, self.rows, alpha, ones).squeeze(1)  # Σ_{(h,·)} α: (N,)
+        deg = self.adj.weighted_mm(alpha, ones).squeeze(1)  # Σ_{(h,·)} α: (N,)
         # clamp: isolated rows have no entries to weight, and 1/0 would poison the backward
         return alpha / deg.clamp_min(1e-12)[self.rows]
 
@@ -118,7 +92,7 @@ class DCCF(Backbone):
         v = {"gnn": op.mm(e), "int": self.intent(e)}
         for name, src in (("gaa", "gnn"), ("iaa", "int")):
             w = self.adaptive_weights(v[src])  # mask from this layer's output, applied to E^l
-            v[name] = _EdgeSpMM.apply(self.adj, self.rows, w, e)
+            v[name] = self.adj.weighted_mm(w, e)
         return v["gnn"] + v["int"] + v["gaa"] + v["iaa"] + e, v
 
     def forward_views(self, ego: torch.Tensor | None = None):
