@@ -96,6 +96,7 @@ def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args) -> None:
 
     from recpipe.eval.data import load_split
     from recpipe.eval.seeds import run_seeds
+    from recpipe.graph.checkpoint import fingerprint
     from recpipe.graph.run import fit
     from recpipe.io import write_npy
 
@@ -109,7 +110,7 @@ def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args) -> None:
 
     def one(s):  # s: recpipe.eval.seeds.Seed; s.under(x) = x, or x/seed<k> with several seeds
         t0 = time.perf_counter()
-        sig = fingerprint(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, s.value, data)
+        sig = fingerprint(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, s.value, data, *(x for x in sem if x is not None))
         with Live(str(s.under(args.plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
             res = fit(p.model, p.align, data, sem, tr_cfg, eval_cfg, s.value, device=device,
                       ckpt=s.under(out) / "ckpt", live=live, signature=sig, configs=(bb_cfg, al_cfg))
@@ -125,22 +126,6 @@ def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args) -> None:
     if len(seeds) > 1:
         print(f"graph: over {len(seeds)} seeds: test recall@20 {m['test/recall@20']:.4f} ± "
               f"{m['test/recall@20_std']:.4f}, ndcg@20 {m['test/ndcg@20']:.4f} ± {m['test/ndcg@20_std']:.4f}")
-
-
-def fingerprint(*parts) -> str:
-    """Hash of the run's configuration and training data (guards checkpoint resumption)."""
-    import dataclasses
-    import hashlib
-
-    h = hashlib.sha256()
-    for x in parts:
-        if dataclasses.is_dataclass(x):
-            h.update(repr(dataclasses.asdict(x)).encode())
-        elif hasattr(x, "train"):
-            h.update(x.train.indptr.tobytes() + x.train.indices.tobytes())
-        else:
-            h.update(repr(x).encode())
-    return h.hexdigest()[:16]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,7 +171,21 @@ def test_alignment_without_semantic_tables_fails_clearly(data):
         _model(data, "con")
 
 
-def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none", patience=50):
+class _Recorder:
+    """Stands in for dvclive's Live: the steps it was given, as dicts."""
+
+    def __init__(self):
+        self.steps, self.cur = [], {}
+
+    def log_metric(self, k, v):
+        self.cur[k] = v
+
+    def next_step(self):
+        self.steps.append(self.cur)
+        self.cur = {}
+
+
+def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none", patience=50, live=None):
     from recpipe.eval.protocol import resolve
     from recpipe.graph.trainer import TrainConfig, train
 
@@ -178,7 +193,7 @@ def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none", patience=50)
     sem = (rng.normal(size=(data.n_users, 8)), rng.normal(size=(data.n_items, 8)))
     m = _model(data, align, seed=seed, sem=sem)
     cfg = TrainConfig(batch_size=256, epochs=epochs, eval_every=1, patience=patience)
-    return train(m, data, cfg, resolve({"preset": "rlmrec"}), seed, ckpt=ckpt, progress=False)
+    return train(m, data, cfg, resolve({"preset": "rlmrec"}), seed, ckpt=ckpt, progress=False, live=live)
 
 
 def test_training_learns_and_is_deterministic(data, tmp_path):
@@ -224,6 +239,35 @@ def test_resuming_a_finished_run_trains_nothing_more(data, tmp_path):
     ckpt = tmp_path / "done"
     first = _train(data, tmp_path, 30, ckpt=ckpt, patience=1)  # stops at the first non-gain
     assert len(first["history"]) < 30
-    again = _train(data, tmp_path, 30, ckpt=ckpt, patience=1)
+    live = _Recorder()
+    again = _train(data, tmp_path, 30, ckpt=ckpt, patience=1, live=live)
     assert len(again["history"]) == len(first["history"])
     assert again["test"].summary == first["test"].summary
+    # the fresh dvclive directory still gets every epoch's curve point
+    assert [st["loss"] for st in live.steps] == [h["loss"] for h in first["history"]]
+
+
+def test_checkpoint_fingerprint_covers_config_split_semantics_and_code(data, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from recpipe.graph import checkpoint
+    from recpipe.graph.lightgcn import LightGCNConfig
+
+    sem = np.arange(12, dtype=np.float32).reshape(3, 4)
+    base = checkpoint.fingerprint(LightGCNConfig(), 7, data, sem)
+    assert base == checkpoint.fingerprint(LightGCNConfig(), 7, data, sem.copy())
+    other_valid = dataclasses.replace(data, valid=data.test)
+    changed = [checkpoint.fingerprint(LightGCNConfig(layers=2), 7, data, sem),
+               checkpoint.fingerprint(LightGCNConfig(), 8, data, sem),
+               checkpoint.fingerprint(LightGCNConfig(), 7, other_valid, sem),
+               checkpoint.fingerprint(LightGCNConfig(), 7, data, sem[::-1])]
+    assert base not in changed and len(set(changed)) == 4
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(checkpoint.__file__).parent, pkg / "graph")
+    before = checkpoint.code_digest("graph", root=pkg)
+    with open(pkg / "graph" / "lightgcn.py", "a") as f:
+        f.write("# a one-line change\n")
+    assert checkpoint.code_digest("graph", root=pkg) != before
+    monkeypatch.setattr(checkpoint, "code_digest", lambda *pkgs, root=None: "other code")
+    assert checkpoint.fingerprint(LightGCNConfig(), 7, data, sem) != base

@@ -7,9 +7,12 @@ uninterrupted one would. Written atomically (temporary names, then rename).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from recpipe.io import atomic_path
@@ -75,3 +78,32 @@ def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict,
     if "rng.cuda" in t and torch.cuda.is_available():
         torch.cuda.set_rng_state(t["rng.cuda"].cpu())
     return best, doc["meta"], doc["rng"]
+
+
+def code_digest(*packages: str, root: Path | None = None) -> str:
+    """Hash of the Python sources of sub-packages of `root` (default: recpipe), e.g. "graph"."""
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
+    h = hashlib.sha256()
+    for pkg in packages:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(*parts) -> str:
+    """What a checkpoint may only be resumed under: the run's configs (dataclasses), its split
+    (SplitData: train and valid, which drive training and selection), arrays (the semantic
+    tables) and the code that trains and evaluates. A change to any of them, a bug fix in a
+    backbone included, starts training afresh instead of continuing stale state."""
+    h = hashlib.sha256(code_digest("graph", "eval").encode())
+    for x in parts:
+        if dataclasses.is_dataclass(x):
+            h.update(repr(dataclasses.asdict(x)).encode())
+        elif hasattr(x, "train") and hasattr(x, "valid"):
+            for m in (x.train, x.valid):
+                h.update(m.indptr.tobytes() + m.indices.tobytes())
+        elif isinstance(x, np.ndarray):
+            h.update(repr(x.shape).encode() + np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(repr(x).encode())
+    return h.hexdigest()[:16]

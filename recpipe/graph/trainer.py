@@ -52,6 +52,16 @@ def _scorer(model, device):
     return EmbeddingScorer(u.cpu().numpy(), i.cpu().numpy(), device=str(device))
 
 
+def _log(live, row: dict) -> None:
+    """One epoch's row as one dvclive step (no-op without a Live)."""
+    if live is None:
+        return
+    for k, v in row.items():
+        if k != "epoch":
+            live.log_metric(k, v)
+    live.next_step()
+
+
 def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device="cpu",
           ckpt: str | Path | None = None, live=None, progress: bool = True,
           signature: str = "") -> dict:
@@ -77,6 +87,8 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
         if bad >= cfg.patience:  # that run had already stopped early: nothing left to train
             start = cfg.epochs
         print(f"resumed from {ckpt} at epoch {start}")
+        for row in history:  # a fresh dvclive directory: the curves start from epoch 0 again
+            _log(live, row)
     bar = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress, mininterval=1.0)
     for epoch in bar:
         model.train()
@@ -104,11 +116,7 @@ def train(model, data, cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, device
             else:
                 bad += 1
         history.append(row)
-        if live is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    live.log_metric(k, v)
-            live.next_step()
+        _log(live, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{best:.4f}")
         stop = bad >= cfg.patience
         if ckpt is not None and (epoch % cfg.eval_every == 0 or stop):
