@@ -13,11 +13,10 @@ import scipy.sparse as sp
 
 torch = pytest.importorskip("torch")
 
-from recpipe.graph.adjacency import Graph, bipartite
-from recpipe.graph.adjacency import Graph
+from recpipe.graph.adjacency import Graph, bipartite, edge_rows
 from recpipe.graph.autocf import AutoCF, AutoCFConfig, GTLayer, lse
+from recpipe.graph.autocf_mask import gumbel_log, local_scores, mask_edges, masked_graphs
 from recpipe.graph.losses import _LSE
-from recpipe.graph.autocf_mask import edge_rows, gumbel_log, local_scores, mask_edges, masked_graphs
 
 # 4 users x 5 items; user 3 and item 4 are isolated, item 3 has one neighbour
 R = np.array([[1, 1, 0, 0, 0],

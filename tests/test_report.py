@@ -185,12 +185,18 @@ def test_marks_follow_the_test_and_alpha(project):
     assert all(c.endswith(" *") for c in main["better"][2:])
 
 
-def test_misaligned_units_are_not_marked(tmp_path):
-    root = tmp_path
+def _with_pop(root, seed: int):
+    """A metrics folder holding one `pop` run; returns (rng, the base per-user values)."""
     (root / "metrics").mkdir()
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     base = {m: rng.beta(0.5, 3.0, N_USERS) for m in METRICS}
     _write_run(root, "pop", "pop", 0, _per_user(base, 0.0, 0.0, rng))
+    return rng, base
+
+
+def test_misaligned_units_are_not_marked(tmp_path):
+    root = tmp_path
+    rng, base = _with_pop(root, 1)
     moved = _per_user(base, 0.2, 0.01, rng).with_columns(pl.col("uid") + 1)  # other users
     _write_run(root, "shifted", "shifted", 0, moved)
     md = leaderboard(collect_runs(root), ReportParams())
@@ -202,10 +208,7 @@ def test_misaligned_units_are_not_marked(tmp_path):
 def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):
     """`metrics/mix.json` (seeds 1, 2 run by one stage) + `metrics/mix-seed3.json` = 3 seeds."""
     root = tmp_path
-    (root / "metrics").mkdir()
-    rng = np.random.default_rng(2)
-    base = {m: rng.beta(0.5, 3.0, N_USERS) for m in METRICS}
-    _write_run(root, "pop", "pop", 0, _per_user(base, 0.0, 0.0, rng))
+    rng, base = _with_pop(root, 2)
     per, frames = [], []
     for s in (1, 2):  # per-seed files live in the model folder, as run_seeds writes them
         frames.append(_per_user(base, 0.05, 0.05, rng))

@@ -6,8 +6,9 @@ self-loops before normalising (rlmrec.md section 8, quirk 1).
 
 Why a `Graph` class and not `torch.sparse.mm` on a CSR tensor directly: autograd's backward
 of `sparse.mm(A, X)` transposes A on every call, which made a LightGCN step ~10x slower than
-its forward. The structure of A is symmetric, so A^T is A's values permuted: `Graph` keeps
-that permutation and runs the backward as one more CSR product. Edge dropout reuses the
+its forward. `Graph` keeps A^T's structure and the permutation that maps A's values onto it
+(for the structurally symmetric bipartite graph the structure is A's own), and runs the
+backward as one more CSR product. Edge dropout reuses the
 structure with zeroed values, so it needs no rebuild either.
 
 CPU speed (benchmarks/bench_graph.py): `torch.sparse.mm` zero-fills its output, copies it
@@ -45,6 +46,12 @@ def bipartite(train: sp.csr_matrix, self_loops: bool = False) -> sp.csr_matrix:
     out = (d @ a @ d).tocsr()
     out.sort_indices()
     return out.astype(np.float32)
+
+
+def edge_rows(crow: torch.Tensor) -> torch.Tensor:
+    """Row index of every stored CSR entry: (nnz,) from crow (N+1,)."""
+    n = len(crow) - 1
+    return torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
 
 
 def _mkl_cpu(x: torch.Tensor) -> bool:
@@ -221,8 +228,7 @@ class Graph:
     def rows(self) -> torch.Tensor:
         """Head node of every stored entry, in CSR order: (nnz,)."""
         if self._rows is None:
-            counts = self.crow[1:] - self.crow[:-1]
-            self._rows = torch.repeat_interleave(torch.arange(self.shape[0], device=self.device), counts)
+            self._rows = edge_rows(self.crow)
         return self._rows
 
     def edge_dot_values(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

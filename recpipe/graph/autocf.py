@@ -34,7 +34,7 @@ from torch import nn
 
 from recpipe.config import ParamError, rng
 from recpipe.graph.adjacency import Graph
-from recpipe.graph.autocf_mask import edge_rows, gumbel_log, local_scores, masked_graphs
+from recpipe.graph.autocf_mask import gumbel_log, local_scores, masked_graphs
 from recpipe.graph.base import Backbone
 from recpipe.graph.losses import l2_all, row_logsumexp
 
@@ -113,7 +113,7 @@ class AutoCF(Backbone):
         n = n_users + n_items
         d = cfg.embedding_size
         self.gt = nn.ModuleList(GTLayer(d, cfg.heads) for _ in range(cfg.gt_layers))
-        self.rows = edge_rows(adj.crow)  # (nnz,) with adj.col: the edges of Â
+        self.rows = adj.rows  # (nnz,) with adj.col: the edges of Â
         self.deg = adj.crow.diff().float().unsqueeze(1)  # (N, 1) binary degree
         self.ones = adj.op(torch.ones_like(adj.values))  # binary A for the seed scores
         # training state that a checkpoint must carry (see the module docstring)

@@ -17,12 +17,6 @@ import torch
 import torch.nn.functional as F
 
 
-def edge_rows(crow: torch.Tensor) -> torch.Tensor:
-    """Row index of every stored CSR entry: (nnz,) from crow (N+1,)."""
-    n = len(crow) - 1
-    return torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
-
-
 def local_scores(ones, deg: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """σ(cos(z_v, e_v)) per node, (N,): how well a node agrees with its 2-hop neighbourhood.
 
