@@ -10,6 +10,9 @@ import polars as pl
 import scipy.sparse as sp
 
 
+UNKNOWN = "unknown"  # the domain of items whose data names none
+
+
 @dataclass
 class SplitData:
     n_users: int
@@ -18,7 +21,7 @@ class SplitData:
     valid: sp.csr_matrix
     test: sp.csr_matrix
     item_domain: np.ndarray  # (n_items,) int32 index into `domains`
-    domains: list[str]
+    domains: list[str]  # sorted names, then UNKNOWN when some item has no domain
 
     def part(self, name: str) -> sp.csr_matrix:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
@@ -38,9 +41,15 @@ def from_frames(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame,
     dom = np.zeros(n_items, dtype=np.int32)
     names = ["all"]
     if item_domain is not None and item_domain.height:
-        names = sorted(item_domain["domain"].unique().to_list())
+        known = item_domain.filter(pl.col("domain").is_not_null() & (pl.col("domain") != ""))
+        names = sorted(known["domain"].unique().to_list())
+        # an item without a domain (null, "", or absent from the table) must not count as the
+        # first domain: it gets its own explicit UNKNOWN domain, listed last
+        dom[:] = len(names)
         lookup = {d: k for k, d in enumerate(names)}
-        dom[item_domain["iid"].to_numpy()] = [lookup[d] for d in item_domain["domain"].to_list()]
+        dom[known["iid"].to_numpy()] = [lookup[d] for d in known["domain"].to_list()]
+        if (dom == len(names)).any():
+            names.append(UNKNOWN)
     return SplitData(n_users, n_items, *mats, item_domain=dom, domains=names)
 
 

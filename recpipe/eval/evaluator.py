@@ -21,7 +21,9 @@ from recpipe.eval.ranking import build_index, faiss_topk, mask_, topk_exact
 @dataclass
 class EvalResult:
     per_unit: pl.DataFrame  # uid, domain, metric columns
-    summary: dict  # flat: "recall@20", "recall@20/Books", "recall@20/macro", "units", ...
+    # flat: "recall@20", "recall@20/Books", "recall@20/macro", "units", and with domains
+    # "domains_without_targets" (names left out of the macro average) and its count
+    summary: dict
 
     def prefixed(self, part: str) -> dict:
         return {f"{part}/{k}": v for k, v in self.summary.items()}
@@ -141,6 +143,11 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> Ev
             for row in per.iter_rows(named=True):
                 summary.update({f"{m}/{row['domain']}": float(row[m]) for m in metric_cols})
             summary.update({f"{m}/macro": float(per[m].mean()) for m in metric_cols})
+            # a domain without targets in this part cannot enter the macro average: say which
+            seen = set(per["domain"].to_list())
+            missing = [d for d in data.domains if d not in seen]
+            summary["domains_without_targets"] = missing
+            summary["domains_without_targets_count"] = len(missing)
             if cfg.candidates == "target_domain":  # HUM: overall = mean over all units
                 summary.update({m: float(df[m].mean()) for m in metric_cols})
                 summary["units"] = df.height
