@@ -40,6 +40,9 @@ class IngestParams:
     steam_source: str = field(
         default="auto", metadata=choice("auto", "reviews", "australian_reviews", "australian_items")
     )
+    # seqtxt: reject a last line without a line break (it may be cut mid-number, "703" -> "70");
+    # false = keep it, with a warning and a `truncated_last_line` count in the metrics
+    strict_last_line: bool = False
 
 
 @dataclass

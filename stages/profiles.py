@@ -19,6 +19,7 @@ from pathlib import Path
 
 from recpipe.config import ParamError, load_params, section
 from recpipe.io import write_json
+from recpipe.profiling.backends.openai import EndpointUnreachable
 from recpipe.profiling.profile import ProfileParams, profile
 
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile: backend={cfg.backend} model={model if cfg.backend != 'template' else '-'}"
               f" kind={cfg.kind}", flush=True)
         metrics = profile(Path(args.processed), Path(args.out), Path(args.cache), cfg, seed, fmt)
+    except EndpointUnreachable as e:  # the circuit breaker: the cache keeps what finished
+        print(f"profile failed: {e}. Every profile finished so far is in {args.cache}; the "
+              f"rerun resumes from there", file=sys.stderr)
+        return 2
     except (ParamError, ValueError, FileNotFoundError) as e:
         print(f"profile failed: {e}", file=sys.stderr)
         return 2

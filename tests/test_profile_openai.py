@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from llm_server import FakeLLMServer, expected_profile
 
-from recpipe.profiling.backends.openai import OpenAIBackend, retry_after_seconds
+from recpipe.profiling.backends.openai import EndpointUnreachable, OpenAIBackend, retry_after_seconds
 from recpipe.profiling.cache import ProfileCache
 from recpipe.profiling.runner import run
 
@@ -345,3 +345,129 @@ def test_kill_and_restart_resumes_without_repeating(tmp_path, key):
     assert all(r["headers"]["Authorization"] == f"Bearer {key}" for r in server.log)
     leaks = [name for name, text in _texts_under(tmp_path).items() if key in text]
     assert leaks == []
+
+
+# --------------------------------------------------------------------------- circuit breaker
+
+
+class CloseServerAfter(Recording):
+    """Recording that shuts the server down (its port then refuses) after `k` responses."""
+
+    def __init__(self, inner: OpenAIBackend, server: FakeLLMServer, k: int):
+        super().__init__(inner)
+        self.server, self.k, self.closed_at = server, k, None
+
+    def generate(self, requests):
+        for resp in super().generate(requests):
+            yield resp
+            if len(self.responses) == self.k and self.closed_at is None:
+                self.server.__exit__(None, None, None)
+                self.closed_at = time.monotonic()
+
+
+def test_dead_endpoint_stops_the_run_and_keeps_finished_profiles(tmp_path, key):
+    n = 60
+    server = FakeLLMServer(delay_s=0.02).__enter__()
+    try:
+        # max_consecutive_failures is left at its default (5): the default must stop the run
+        b = CloseServerAfter(backend(server, concurrency=2, max_retries_http=2), server, k=6)
+        with pytest.raises(EndpointUnreachable) as err:
+            profile_all(b, tmp_path, n, max_retries=1)
+        stopped = time.monotonic()
+    finally:
+        server.__exit__(None, None, None)
+    assert b.closed_at is not None and stopped - b.closed_at < 5.0  # not 60 prompts x 3 tries
+    msg = str(err.value)
+    assert server.base_url in msg and "unreachable" in msg and key not in msg
+    assert "5 requests in a row" in msg and "max_consecutive_failures=5" in msg
+    assert "Connection refused" in msg or "connection error" in msg
+    # every profile that finished before the server died is in the cache on disk
+    answered = {r.key: r for r in b.responses if r.error is None}
+    assert len(answered) >= 6
+    on_disk = cached(tmp_path / "cache.jsonl")
+    assert {k for k, rec in on_disk.items() if rec["status"] == "ok"} == set(answered)
+    prompts = {e: p for e, _, p in jobs(n)}
+    assert all(rec["profile"] == expected_profile(prompts[rec["entity"]])
+               for rec in on_disk.values() if rec["status"] == "ok")
+    assert len(on_disk) < n  # it stopped: most prompts were never tried
+
+
+def test_breaker_counts_only_requests_without_any_answer(tmp_path, key):
+    # 5xx answers are the server talking: they are retried and recorded, never trip the breaker
+    with FakeLLMServer(faults_by_marker={marker(i): ["500"] * 9 for i in range(6)}) as server:
+        out, stats = profile_all(backend(server, max_retries_http=1, max_consecutive_failures=2),
+                                 tmp_path, 8)
+    assert stats.failed == 6 and sum(r["status"] == "ok" for r in out.values()) == 2
+
+
+def test_breaker_off_and_invalid_values():
+    with pytest.raises(ValueError, match="max_consecutive_failures"):
+        OpenAIBackend("http://127.0.0.1:1/v1", "m", max_consecutive_failures=-1)
+    from recpipe.config import ParamError, parse
+    from recpipe.profiling.profile import OpenAIParams
+
+    assert parse(OpenAIParams, {}).max_consecutive_failures == 5
+    assert parse(OpenAIParams, {"max_consecutive_failures": 0}).max_consecutive_failures == 0
+    with pytest.raises(ParamError, match="max_consecutive_failures"):
+        parse(OpenAIParams, {"max_consecutive_failures": -2}, prefix="profile.openai")
+
+
+def test_breaker_message_hides_url_credentials(tmp_path):
+    # a refused port from the start; the URL carries a user:password and a ?key= query
+    with FakeLLMServer() as server:
+        dead = server.base_url
+    host = dead.split("//", 1)[1]
+    b = OpenAIBackend(f"http://user:s3cret@{host}?key=s3cret", "m", api_key_env="",
+                      max_retries_http=0, max_consecutive_failures=2, backoff_s=0.01)
+    with pytest.raises(EndpointUnreachable) as err:
+        profile_all(b, tmp_path, 10)
+    assert f"http://{host}" in str(err.value) and "s3cret" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> Path:
+    """A small real processed split (as the profile stage reads it)."""
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.data.sample import SampleConfig, generate
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    base = tmp_path_factory.mktemp("openai_stage")
+    generate(SampleConfig(n_users=40, n_items=48, n_clusters=4, reviews_per_user_mean=8.0, seed=3),
+             base / "raw")
+    ingest(DatasetParams(format="amazon2018", path=str(base / "raw")), IngestParams(),
+           base / "interim")
+    build(base / "interim", base / "processed", SplitParams(), 5)
+    return base / "processed"
+
+
+def test_stage_stops_on_a_dead_endpoint_with_exit_2_and_keeps_the_cache(processed, tmp_path, key):
+    cache = tmp_path / "cache" / "cache.jsonl"
+    with FakeLLMServer(delay_s=0.1) as server:
+        params = tmp_path / "params.yaml"
+        params.write_text(
+            "seed: 5\ndataset:\n  format: amazon2018\nprofile:\n  backend: openai\n"
+            "  max_retries: 0\n  openai:\n"
+            f"    base_url: {server.base_url}\n    model: tiny-model\n    api_key_env: {KEY_ENV}\n"
+            "    concurrency: 2\n    max_retries_http: 1\n    max_consecutive_failures: 3\n")
+        cmd = [sys.executable, str(ROOT / "stages/profiles.py"), "--params", str(params),
+               "--processed", str(processed), "--out", str(tmp_path / "profiles"),
+               "--cache", str(cache), "--metrics", str(tmp_path / "profile.json")]
+        env = {**os.environ, KEY_ENV: key, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while _ok_lines(cache) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    closed = time.monotonic()  # the server is gone: its port refuses from here on
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert time.monotonic() - closed < 20  # backoff 1 s, 2 tries, 3 requests: seconds, not hours
+    assert f"profile failed: profile.openai.base_url {server.base_url} is unreachable" in err
+    assert str(cache) in err and "Traceback" not in err
+    assert key not in out + err
+    done = [rec for rec in cached(cache).values() if rec["status"] == "ok"]
+    assert len(done) >= 4  # what finished before the server died is still there
+    answered = {json.dumps(expected_profile(r["prompt"]), sort_keys=True) for r in server.log}
+    assert all(json.dumps(rec["profile"], sort_keys=True) in answered for rec in done)
+    assert not (tmp_path / "profile.json").exists()  # no metrics for a failed run

@@ -62,7 +62,8 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
     workdir.mkdir(parents=True)
     rejects = RejectLog()
     opts = ReadOptions(
-        params.categories, params.workers, params.chunk_lines, params.steam_source, params.chunk_mb
+        params.categories, params.workers, params.chunk_lines, params.steam_source, params.chunk_mb,
+        strict_last_line=params.strict_last_line,
     )
     try:
         tables = read(src, opts, rejects, workdir)

@@ -13,6 +13,8 @@ file in chunks of `chunk_lines` lines, so memory is bounded by the chunk size, n
   per-line Python work: blocks of decompressed text straight to polars.
 - `map_chunks` runs a pure-Python per-line parser (e.g. `ast.literal_eval`) over chunks in a
   process pool, preserving order.
+- A truncated or corrupt file (EOFError, BadGzipFile, zlib errors, mid-stream) becomes an
+  `IngestError` naming the file and how far it got (`unreadable`), caught around the stream.
 - `sink_frames` writes a stream of frames as one Parquet file; `ParquetParts` buffers small
   frames into Parquet parts.
 """
@@ -37,19 +39,73 @@ def open_binary(path: str | Path):
     return open(path, "rb", buffering=1 << 20)
 
 
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged file raises mid-stream: EOFError (a gzip stream cut short), OSError
+    (BadGzipFile: a bad header or CRC; a failing disk), zlib/ISA-L errors (corrupt deflate)."""
+    import zlib
+
+    errors: list[type[BaseException]] = [EOFError, OSError, zlib.error]
+    with contextlib.suppress(ImportError):
+        from isal.isal_zlib import error as isal_error
+
+        errors.append(isal_error)
+    return tuple(errors)
+
+
+def unreadable(path: str | Path, err: BaseException, lines: int, text_bytes: int | None):
+    """The IngestError for a file that broke off mid-stream: which file, why, how far it got.
+
+    Raised instead of the bare EOFError / BadGzipFile, whose messages name no file; the
+    ingest stage reports it (exit 2) and, writing atomically, leaves no partial table.
+    """
+    from recpipe.data.rejects import IngestError
+
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    if isinstance(err, EOFError):
+        what = "is truncated (the compressed stream ends before its end marker)"
+    elif path.suffix == ".gz":
+        what = "is corrupt (not valid gzip data)"
+    else:
+        what = "could not be read to the end"
+    where = "" if text_bytes is None else f" after {text_bytes:,} bytes of text"
+    return IngestError(
+        f"{path}: the file {what}: {type(err).__name__}: {err}. It broke off{where}; {lines:,} "
+        f"lines had been parsed. Copy or download the {size:,}-byte file again (an interrupted "
+        f"transfer is the usual cause)"
+    )
+
+
+def _text_position(f) -> int | None:
+    """Bytes of text decompressed from `f` when it broke (read-ahead included, so at or just
+    past the last complete line), or None when the broken stream cannot say."""
+    try:
+        return f.tell()
+    except (OSError, ValueError):
+        return None
+
+
 def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[tuple[list[int], list[bytes]]]:
-    """Yield (line numbers, non-blank lines) chunks of at most `chunk_lines` lines."""
+    """Yield (line numbers, non-blank lines) chunks of at most `chunk_lines` lines.
+
+    A truncated or corrupt file raises `unreadable`'s IngestError, caught around the whole
+    stream (not per line: this loop is a hot path).
+    """
     nums: list[int] = []
     lines: list[bytes] = []
+    n = 0
     with open_binary(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            nums.append(n)
-            lines.append(line)
-            if len(lines) >= chunk_lines:
-                yield nums, lines
-                nums, lines = [], []
+        try:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                nums.append(n)
+                lines.append(line)
+                if len(lines) >= chunk_lines:
+                    yield nums, lines
+                    nums, lines = [], []
+        except _stream_errors() as e:
+            raise unreadable(path, e, n, _text_position(f)) from e
     if lines:
         yield nums, lines
 
@@ -138,19 +194,25 @@ def iter_blocks(path: str | Path, block_bytes: int = 32 << 20) -> Iterator[tuple
     stop = threading.Event()
     ring = [io.BytesIO() for _ in range(4)]
 
+    def fill(f) -> None:
+        tail, first, k = b"", 1, 0
+        try:
+            while not stop.is_set():
+                block, tail = _next_block(ring[k % len(ring)], f, tail, max(1, block_bytes))
+                k += 1
+                if not block:
+                    break
+                n = block.count(b"\n")
+                q.put((first, n, block))
+                first += n
+                del block
+        except _stream_errors() as e:  # truncated / corrupt: name the file and how far it got
+            raise unreadable(path, e, first - 1, _text_position(f)) from e
+
     def produce():
         try:
             with _decompressed(Path(path)) as f:
-                tail, first, k = b"", 1, 0
-                while not stop.is_set():
-                    block, tail = _next_block(ring[k % len(ring)], f, tail, max(1, block_bytes))
-                    k += 1
-                    if not block:
-                        break
-                    n = block.count(b"\n")
-                    q.put((first, n, block))
-                    first += n
-                    del block
+                fill(f)
             q.put(done)
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
             q.put(e)

@@ -44,6 +44,9 @@ class OpenAIParams:
     max_retries_http: int = field(default=5, metadata=rng(0))
     # requests per minute cap; 0 = none
     rpm: float = field(default=0.0, metadata=rng(0.0))
+    # stop the run (naming base_url) after this many requests in a row got no answer at all,
+    # each after its HTTP retries; 0 = never stop
+    max_consecutive_failures: int = field(default=5, metadata=rng(0))
 
 
 @dataclass

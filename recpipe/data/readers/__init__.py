@@ -40,6 +40,7 @@ class ReadOptions:
     chunk_lines: int = 200_000  # lines per chunk for line-by-line parsers (bounds memory)
     steam_source: str = "auto"  # which Steam interaction file to use
     chunk_mb: float = 32.0  # MiB of decompressed text per block for the NDJSON fast path
+    strict_last_line: bool = False  # seqtxt: reject a last line lacking its line break
 
 
 @dataclass

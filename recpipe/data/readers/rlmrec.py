@@ -28,7 +28,10 @@ Optional side files are converted into workdir and listed in `Tables.side`:
 
 The release has no timestamps, ratings, reviews or item metadata: those columns are null.
 `ingest.categories` does not apply (one folder is one dataset, domain = folder name).
-Pickles are read with `safe_pickle.safe_load`, which admits only numpy/scipy data.
+Pickles are read with `safe_pickle.safe_load`, which admits only numpy/scipy data. What an
+admitted pickle holds is checked too: every matrix entry needs integer indices inside the
+shape of `trn_mat.pkl` and a finite value >= 0, else ingest stops naming the file and an
+example entry; an unreadable (truncated, corrupt) pickle stops it naming the file.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from __future__ import annotations
 import json
 import operator
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ import polars as pl
 
 from recpipe.data.readers import ReadOptions, Tables
 from recpipe.data.rejects import IngestError, RejectLog
-from recpipe.data.safe_pickle import safe_load
+from recpipe.data.safe_pickle import UnsafePickleError, safe_load
 from recpipe.io import write_npy, write_parquet
 
 SPLIT_FILES = {  # split -> accepted file names, first found wins
@@ -79,10 +81,7 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     stats: dict[str, int] = {}
 
     mats = _load_matrices(path, rejects, stats)
-    n_users, n_items = mats["train"][1]
-    if n_users == 0 or n_items == 0:
-        raise IngestError(f"{path / 'trn_mat.pkl'}: empty shape {(n_users, n_items)}; "
-                          f"expected (n_users, n_items) with both > 0")
+    n_users, n_items = mats["train"][1]  # checked > 0, and every index inside it
     stats["n_users"], stats["n_items"] = n_users, n_items
 
     user_ids = _raw_ids(path, domain, "user", n_users, rejects, stats)
@@ -132,10 +131,15 @@ def _load(file: Path) -> Any:
     """safe_load, with every failure turned into an IngestError that names the file."""
     try:
         return safe_load(file)
-    except pickle.UnpicklingError as e:  # includes refused globals; message names the file
+    except UnsafePickleError as e:  # a refused global: its message already names the file
         raise IngestError(str(e)) from e
-    except Exception as e:  # truncated or corrupt file: EOFError, ValueError, ...
-        raise IngestError(f"{file}: not a readable pickle ({type(e).__name__}: {e})") from e
+    except Exception as e:  # truncated or corrupt: UnpicklingError, EOFError, ValueError, ...
+        # the stock messages ("pickle data was truncated", "invalid load key") name no file
+        size = file.stat().st_size if file.is_file() else 0
+        raise IngestError(
+            f"{file}: not a readable pickle, the file ({size:,} bytes) is truncated or corrupt "
+            f"({type(e).__name__}: {e}); copy or extract it again from the release"
+        ) from e
 
 
 def _load_matrices(path: Path, rejects: RejectLog, stats: dict) -> dict[str, tuple[Any, tuple]]:
@@ -159,12 +163,64 @@ def _load_matrices(path: Path, rejects: RejectLog, stats: dict) -> dict[str, tup
         shape = tuple(int(x) for x in obj.shape)
         if len(shape) != 2:
             raise IngestError(f"{file}: expected a 2-d (n_users, n_items) matrix, shape {shape}")
+        if not mats and min(shape) <= 0:
+            raise IngestError(f"{file}: empty shape {shape}; expected (n_users, n_items) with "
+                              f"both > 0")
         if mats and shape != mats["train"][1]:  # train is read first and sets the shape
             raise IngestError(f"{file}: shape {shape} differs from {found['train'].name} shape "
                               f"{mats['train'][1]}; all split matrices must be (n_users, n_items)")
-        mats[split] = (obj.tocoo(), shape)
-        rejects.count_lines(file, obj.nnz)
+        coo = _checked_coo(file, obj, shape, found["train"].name)
+        mats[split] = (coo, shape)
+        rejects.count_lines(file, len(coo.data))
     return mats
+
+
+def _checked_coo(file: Path, obj: Any, shape: tuple, shape_from: str) -> Any:
+    """`obj` as COO, after checking that every entry is a usable (user, item, value).
+
+    Unpickling restores a matrix's arrays as stored, without scipy's own checks, so a damaged
+    or hand-made pickle can hold indices outside the shape. Left alone, a row of -1 or a column
+    past the end folds onto another user or item through the `row * n_items + col` key, and a
+    row past the end crashes in polars: every index is checked against the shape here.
+    """
+    n_users, n_items = shape
+    try:
+        if obj.format in ("csr", "csc"):  # indptr/indices are only checked on request
+            obj.check_format(full_check=True)
+        coo = obj.tocoo()
+        row, col, data = np.asarray(coo.row), np.asarray(coo.col), np.asarray(coo.data)
+    except Exception as e:  # noqa: BLE001 - any inconsistency scipy itself notices
+        raise IngestError(f"{file}: not a consistent sparse matrix ({type(e).__name__}: {e})") \
+            from e
+    for name, arr, kinds, want in (("row index", row, "iu", "integers"),
+                                   ("column index", col, "iu", "integers"),
+                                   ("value", data, "biuf", "numbers")):
+        if arr.dtype.kind not in kinds or arr.ndim != 1:
+            raise IngestError(f"{file}: the {name} array has dtype {arr.dtype} and shape "
+                              f"{arr.shape}; expected a 1-d array of {want}")
+    if not len(row) == len(col) == len(data):
+        raise IngestError(f"{file}: {len(row)} row indices, {len(col)} column indices and "
+                          f"{len(data)} values; a sparse matrix has as many of each")
+
+    def fail(bad: np.ndarray, what: str, why: str) -> None:
+        k = int(np.flatnonzero(bad)[0])
+        example = f"entry {k}: (row {row[k]}, column {col[k]}, value {data[k]})"
+        raise IngestError(f"{file}: {int(bad.sum()):,} of {len(data):,} entries have {what}, "
+                          f"e.g. {example}; {why}")
+
+    dims = f"the shape {shape} of {shape_from} gives n_users={n_users}, n_items={n_items}"
+    bad = (row < 0) | (row >= n_users)
+    if bad.any():
+        fail(bad, f"a row (user) index outside 0..{n_users - 1}", dims)
+    bad = (col < 0) | (col >= n_items)
+    if bad.any():
+        fail(bad, f"a column (item) index outside 0..{n_items - 1}", dims)
+    # values are interaction strengths (1 in the release): NaN, inf or negative is not one
+    bad = ~np.isfinite(data) | (data < 0) if data.dtype.kind == "f" else data < 0
+    if bad.any():
+        fail(bad, "a value that is not a finite number >= 0",
+             "an interaction matrix holds 1s or counts (explicit 0s are dropped)")
+    return coo
 
 
 def _interactions(mats, user_ids: pl.Series, item_ids: pl.Series, domain: str, n_items: int,

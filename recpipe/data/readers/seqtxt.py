@@ -21,10 +21,15 @@ Several `.txt` files are several domains (`ingest.categories` filters them by Na
 are independent integer spaces (Beauty's item 1 is not Toys' item 1), so with more than one
 domain every id is prefixed `<Name>:` and `orig_id` is offset by the id ranges of the domains
 before it (in name order), keeping ids unique and each domain's release order.
+
+A last line without a line break may have been cut mid-number, which still parses: it is kept
+with a warning and counted (`<Name>/truncated_last_line`), or rejected with
+`ingest.strict_last_line: true`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -45,7 +50,8 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     stats: dict[str, int] = {}
     offsets = {"user": 0, "item": 0}
     for name in sorted(by_name):
-        inter = _read_sequences(by_name[name], name, rejects)
+        inter, cut = _read_sequences(by_name[name], name, rejects, opts.strict_last_line)
+        stats[f"{name}/truncated_last_line"] = int(cut)
         attrs = _read_attributes(Path(path) / f"{name}{ATTRS_SUFFIX}", rejects)
         item_ids = pl.concat([inter["item"], attrs["item"]]).unique().to_frame("item")
         item_tab = _items(item_ids, attrs, name, offsets["item"], stats)
@@ -81,12 +87,21 @@ def _numbered(ids: pl.DataFrame, col: str, offset: int) -> pl.DataFrame:
     return ids.with_columns(orig_id=num - num.min() + offset).sort("orig_id")
 
 
-def _read_sequences(f: Path, name: str, rejects: RejectLog) -> pl.DataFrame:
-    """`user i1 i2 ...` lines -> one row per (user, item) with ts = position, vectorised."""
+def _read_sequences(f: Path, name: str, rejects: RejectLog,
+                    strict_last_line: bool = False) -> tuple[pl.DataFrame, bool]:
+    """`user i1 i2 ...` lines -> one row per (user, item) with ts = position, vectorised.
+
+    Also returns whether the last line lacks its line break (`_cut_last_line`).
+    """
     raw = f.read_bytes().decode("utf-8", errors="replace").split("\n")
     if raw and raw[-1] == "":
         raw.pop()  # the final newline does not start another line
+        cut = False
+    else:  # no final line break (or an empty file)
+        cut = _cut_last_line(f, raw, strict_last_line, rejects)
     rejects.count_lines(f, len(raw))
+    if cut and strict_last_line:
+        raw[-1] = ""  # rejected above; blank lines are skipped, so line numbers stay right
     lines = (
         pl.DataFrame({"text": raw}, schema={"text": pl.String})
         .with_row_index("line", offset=1)
@@ -114,7 +129,33 @@ def _read_sequences(f: Path, name: str, rejects: RejectLog) -> pl.DataFrame:
         .with_columns(ts=pl.int_ranges(0, pl.col("item").list.len(), dtype=pl.Int64))
         .explode(["item", "ts"])
         .with_columns(rating=pl.lit(None, pl.Float32), domain=pl.lit(name))
-    )
+    ), cut
+
+
+def _cut_last_line(f: Path, raw: list[str], strict: bool, rejects: RejectLog) -> bool:
+    """Whether `raw`, split from a file that does not end with a line break, ends with a
+    record line (then possibly cut short); warn, or reject that line when `strict`.
+
+    Every line of a complete file ends with a line break, so a last line without one may be
+    a copy cut short, and a number cut short is still a number ("2459 703" cut to "2459 70"
+    reads item 70). It cannot be told apart from a file saved without a final newline, so by
+    default the line is kept with a warning and counted (`<Name>/truncated_last_line`).
+    """
+    if not raw or not raw[-1].strip():  # empty file, or trailing blanks after the last break
+        return False
+    n, text = len(raw), raw[-1]
+    field = "item" if len(text.split()) > 1 else "user"
+    reason = ("last line has no line break: the file may be cut short mid-number "
+              "(ingest.strict_last_line)")
+    if strict:
+        rejects.add(f, n, reason, field=field, text=text)
+        action = "rejected it (ingest.strict_last_line: true)"
+    else:
+        action = "kept it; set ingest.strict_last_line: true to reject it"
+    print(f"ingest: warning: {f}: line {n}, the last line, has no line break, so the file may "
+          f"be cut short (a cut number is still a number: '2459 703' cut to '2459 70' reads "
+          f"item 70); {action}", file=sys.stderr, flush=True)
+    return True
 
 
 def _read_attributes(f: Path, rejects: RejectLog) -> pl.DataFrame:

@@ -12,6 +12,13 @@ Transport problems are this module's business, output problems the runner's:
 - A well-formed reply whose text is not a valid profile goes back to the runner, which retries
   it with `attempt + 1` (sent here as `seed + attempt` when a seed is set).
 
+A dead endpoint is a circuit breaker's business: when `max_consecutive_failures` requests in a
+row got no HTTP answer at all (refused, reset or dropped connections, timeouts), each after all
+its transport retries, `generate` stops with `EndpointUnreachable` naming `base_url`, instead of
+retrying every remaining prompt (6 attempts each: most of an hour on the default sample). It
+first yields every response already finished, so the runner caches them; requests still in
+backoff give up at once. Any HTTP answer, even a 5xx, resets the count: the server is alive.
+
 A 429's `Retry-After` pauses *every* worker (rate limits are per account, not per request).
 HTTP says Retry-After is whole seconds or an HTTP date; fractional seconds are accepted too
 (local test servers use them to stay fast).
@@ -53,12 +60,18 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_RETRY_AFTER_S = 600.0  # never let a server park the run for longer than this per reply
 
 
-class _Transient(Exception):
-    """A failure worth retrying; `retry_after` is the server's requested wait, if any."""
+class EndpointUnreachable(RuntimeError):
+    """The endpoint answered none of `max_consecutive_failures` requests in a row."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+
+class _Transient(Exception):
+    """A failure worth retrying; `retry_after` is the server's requested wait, if any;
+    `connection` is True when no HTTP answer came back at all (what the breaker counts)."""
+
+    def __init__(self, message: str, retry_after: float | None = None, connection: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.connection = connection
 
 
 class _Fatal(Exception):
@@ -87,6 +100,36 @@ class _RateGate:
     def hold_until(self, t: float) -> None:
         with self._lock:
             self._hold = max(self._hold, t)
+
+
+class _Breaker:
+    """Counts requests in a row that got no HTTP answer after all their retries; opens at
+    `limit` (0 = never). Shared by the workers, so it counts across them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.opened = threading.Event()
+        self.last_error = ""
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def answered(self) -> None:
+        with self._lock:
+            self._count = 0
+
+    def unreachable(self, error: str) -> None:
+        with self._lock:
+            self._count += 1
+            self.last_error = error
+            if self.limit and self._count >= self.limit:
+                self.opened.set()
+
+
+def safe_url(url: str) -> str:
+    """`url` without user:password@ and ?query, which can carry credentials (for messages)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path,
+                                    "", ""))
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -120,7 +163,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 4, timeout_s: float = 60, max_retries_http: int = 5,
                  rpm: float = 0, temperature: float = 0.0, max_tokens: int = 512,
-                 seed: int | None = None, backoff_s: float = 1.0, backoff_max_s: float = 60.0):
+                 seed: int | None = None, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
+                 max_consecutive_failures: int = 5):
         parsed = urllib.parse.urlsplit(base_url or "")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("profile.openai.base_url must be an http(s) URL such as "
@@ -133,6 +177,9 @@ class OpenAIBackend:
             raise ValueError("profile.openai.model is empty")
         if concurrency < 1 or timeout_s <= 0 or max_retries_http < 0 or rpm < 0:
             raise ValueError("need concurrency >= 1, timeout_s > 0, max_retries_http >= 0, rpm >= 0")
+        if max_consecutive_failures < 0:
+            raise ValueError("profile.openai.max_consecutive_failures must be >= 0 "
+                             "(0 = never stop)")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -145,7 +192,9 @@ class OpenAIBackend:
         self.seed = seed
         self.backoff_s = float(backoff_s)
         self.backoff_max_s = float(backoff_max_s)
+        self.max_consecutive_failures = int(max_consecutive_failures)
         self._gate = _RateGate(self.rpm)
+        self._breaker = _Breaker(self.max_consecutive_failures)
         self._jitter = random.Random(0 if seed is None else seed)  # reproducible retry timing
         self._jitter_lock = threading.Lock()
 
@@ -162,19 +211,29 @@ class OpenAIBackend:
         """Yield one Response per request as each completes, with at most `concurrency` in
         flight; requests are pulled lazily so a huge job list is never all queued at once."""
         key = self._api_key()
+        breaker = self._breaker
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai")
         running: set[Future] = set()
         try:
             for req in requests:
+                if breaker.opened.is_set():
+                    break  # submit no more; the requests in flight give up at once
                 running.add(pool.submit(self._complete, req, key))
                 if len(running) >= 2 * self.concurrency:
                     done, running = wait(running, return_when=FIRST_COMPLETED)
-                    yield from (f.result() for f in done)
-            while running:
+                    yield from _finished(done)
+            while running:  # every response that finished is yielded, so it reaches the cache
                 done, running = wait(running, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
+                yield from _finished(done)
         finally:  # consumer stopped early or crashed: drop queued work, let in-flight finish
             pool.shutdown(wait=True, cancel_futures=True)
+        if breaker.opened.is_set():
+            raise EndpointUnreachable(scrub(
+                f"profile.openai.base_url {safe_url(self.base_url)} is unreachable: "
+                f"{breaker.limit} requests in a row got no answer, each after "
+                f"{self.max_retries_http + 1} attempts (last: {breaker.last_error}); stopped "
+                f"(profile.openai.max_consecutive_failures={breaker.limit}). Check that the "
+                f"server is up and the URL is right, then rerun", key))
 
     def backoff_delay(self, retry: int) -> float:
         """Wait before retry number `retry` (0-based): capped exponential, 50-100% jitter
@@ -211,15 +270,25 @@ class OpenAIBackend:
         """One request with transport retries; never raises (errors become Response.error)."""
         tries = self.max_retries_http + 1
         error = "no attempt made"
+        breaker = self._breaker
         for n in range(tries):
+            if breaker.opened.is_set():  # the endpoint is down: no point in trying
+                return Response(req.key, None, error=_ABORTED, extra={"http_attempts": n})
             self._gate.acquire()
             try:
-                return self._post(req, key, n + 1)
+                resp = self._post(req, key, n + 1)
+                breaker.answered()
+                return resp
             except _Fatal as err:
+                breaker.answered()
                 return Response(req.key, None, error=scrub(str(err), key), extra={"http_attempts": n + 1})
             except _Transient as err:
                 error = scrub(str(err), key)
+                if not err.connection:
+                    breaker.answered()  # an HTTP answer, even a 5xx: the server is there
                 if n + 1 == tries:
+                    if err.connection:
+                        breaker.unreachable(error)
                     break
                 if err.retry_after is not None:
                     delay = err.retry_after
@@ -229,7 +298,7 @@ class OpenAIBackend:
                 log.warning("openai: %s attempt %d/%d failed (%s); retrying in %.2f s",
                             req.entity, n + 1, tries, error, delay)
                 if err.retry_after is None:
-                    time.sleep(delay)  # Retry-After waits inside the gate instead
+                    breaker.opened.wait(delay)  # Retry-After waits inside the gate instead
             except Exception as err:  # a bug or an odd library error: report, never crash a worker
                 return Response(req.key, None, error=scrub(f"{type(err).__name__}: {err}", key),
                                 extra={"http_attempts": n + 1})
@@ -255,9 +324,9 @@ class OpenAIBackend:
                                  if err.code == 429 else None) from None
             raise _Fatal(msg) from None
         except urllib.error.URLError as err:
-            raise _Transient(f"connection error: {_reason(err.reason)}") from None
+            raise _Transient(f"connection error: {_reason(err.reason)}", connection=True) from None
         except (TimeoutError, OSError, http.client.HTTPException) as err:
-            raise _Transient(f"connection error: {_reason(err)}") from None
+            raise _Transient(f"connection error: {_reason(err)}", connection=True) from None
         try:
             data = json.loads(raw.decode("utf-8"))
             choice = data["choices"][0]
@@ -272,6 +341,17 @@ class OpenAIBackend:
             return Response(req.key, None, error="reply has no text content", extra=extra)
         return Response(req.key, content, prompt_tokens=_int(usage.get("prompt_tokens")),
                         completion_tokens=_int(usage.get("completion_tokens")), extra=extra)
+
+
+_ABORTED = "not sent: the circuit breaker stopped the run (endpoint unreachable)"
+
+
+def _finished(done: Iterable[Future]) -> Iterator[Response]:
+    """The results of `done`, less requests the circuit breaker stopped before they ran."""
+    for f in done:
+        resp = f.result()
+        if resp.error != _ABORTED:
+            yield resp
 
 
 def _error_detail(err: urllib.error.HTTPError) -> str:
