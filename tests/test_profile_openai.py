@@ -471,3 +471,20 @@ def test_stage_stops_on_a_dead_endpoint_with_exit_2_and_keeps_the_cache(processe
     answered = {json.dumps(expected_profile(r["prompt"]), sort_keys=True) for r in server.log}
     assert all(json.dumps(rec["profile"], sort_keys=True) in answered for rec in done)
     assert not (tmp_path / "profile.json").exists()  # no metrics for a failed run
+
+
+def test_stage_with_an_unset_key_variable_exits_2_naming_it(processed, tmp_path):
+    """Before: a RuntimeError traceback from inside the backend's worker."""
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 5\ndataset:\n  format: amazon2018\nprofile:\n  backend: openai\n"
+                      "  openai:\n    base_url: http://127.0.0.1:9/v1\n"
+                      "    api_key_env: RECPIPE_TEST_SURELY_UNSET\n")
+    cmd = [sys.executable, str(ROOT / "stages/profiles.py"), "--params", str(params),
+           "--processed", str(processed), "--out", str(tmp_path / "profiles"),
+           "--cache", str(tmp_path / "cache" / "cache.jsonl"), "--metrics", str(tmp_path / "p.json")]
+    env = {k: v for k, v in os.environ.items() if k != "RECPIPE_TEST_SURELY_UNSET"}
+    res = subprocess.run(cmd, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "environment variable RECPIPE_TEST_SURELY_UNSET is not set" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -51,6 +51,7 @@ import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Iterable, Iterator
 
+from recpipe.config import ParamError
 from recpipe.profiling.base import Request, Response
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_RETRY_AFTER_S = 600.0  # never let a server park the run for longer than this per reply
+
+
+class MissingAPIKey(ParamError, RuntimeError):
+    """profile.openai.api_key_env names a variable that is not set (the stage exits 2)."""
 
 
 class EndpointUnreachable(RuntimeError):
@@ -249,7 +254,7 @@ class OpenAIBackend:
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise RuntimeError(f"environment variable {self.api_key_env} is not set: export the "
+            raise MissingAPIKey(f"environment variable {self.api_key_env} is not set: export the "
                                f"API key there (profile.openai.api_key_env names it; use an empty "
                                f"name for servers that need no key)")
         return key
