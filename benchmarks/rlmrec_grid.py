@@ -91,7 +91,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3000)
     ap.add_argument("--patience", type=int, default=5, help="validation checks without gain before stopping")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a backbone/alignment key in every run (YAML value), e.g. kd_weight=0.1")
+                    help="override a backbone/alignment key in every run (YAML value), e.g. kd_weight=0.1; "
+                         "clean mode only (parity runs the official values)")
     ap.add_argument("--shuffle-semantic", action="store_true",
                     help="control run: permute the semantic rows so they describe other users/items")
     ap.add_argument("--out", type=Path, default=Path("reports/rlmrec_grid.md"))
@@ -102,6 +103,8 @@ def main() -> None:
 
     from recpipe.graph import BACKBONES
 
+    if args.set and args.mode == "parity":
+        ap.error("--set changes the official values that --mode parity runs; use --mode clean")
     overrides = {}
     for kv in args.set:
         key, sep, value = kv.partition("=")

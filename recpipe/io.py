@@ -63,6 +63,21 @@ def write_npy(path: str | os.PathLike, array) -> None:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
 
 
+def write_hparams(path: str | os.PathLike, **sections: Any) -> dict:
+    """Write what a model stage trained with to `path` (JSON, atomically) and return it.
+
+    One key per section, e.g. `write_hparams(out / "hparams.json", model="bprmf",
+    params=cfg.bprmf, train=tr_cfg, seeds=[2023], device="cuda")`: pass the values as
+    resolved after presets and overrides; dataclasses become mappings, the rest must be JSON.
+    """
+    import dataclasses
+
+    doc = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+           for k, v in sections.items()}
+    write_json(path, doc)
+    return doc
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

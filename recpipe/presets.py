@@ -24,8 +24,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "split.guarantee": "redraw",
         "eval.preset": "rlmrec",
     },
-    # the RLMRec release folder (trn_mat.pkl, ...), keeping its own split
-    "rlmrec-release": {"dataset.format": "rlmrec", "split.protocol": "rlmrec", "eval.preset": "rlmrec"},
+    # the RLMRec release folder (trn_mat.pkl, ...), keeping its own split, trained as the
+    # reference: parity mode runs the official per-model values (graph.overrides are clean-only)
+    "rlmrec-release": {"dataset.format": "rlmrec", "split.protocol": "rlmrec", "eval.preset": "rlmrec",
+                       "graph.mode": "parity"},
     # HeLLM / SASRec / E4SRec: 5-core, sequences truncated to the last 50, leave-one-out
     "hellm": {
         "split.protocol": "loo",

@@ -3,8 +3,9 @@
 Reads params: graph, eval, seed. Reads data/processed and, for align=con|gen, the semantic
 tables (graph.semantic: `profiles` = models/embeddings/{user,item}_profile.npy from the embed
 stage; `release` = data/processed/{user,item}_emb.npy imported from an RLMRec release).
-Writes models/graph/ (embeddings, per-user metrics, checkpoint), metrics/graph.json and
-dvclive curves in plots/graph/.
+Writes models/graph/ (embeddings, per-user metrics, checkpoint, and hparams.json: every
+hyperparameter the run trained with, after presets, mode and overrides), metrics/graph.json
+and dvclive curves in plots/graph/.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ class GraphParams:
     kind: str = field(default="amazon", metadata=choice("amazon", "yelp", "steam"))
     # semantic tables for con/gen: profiles (embed stage) | release (RLMRec's ada-002 vectors)
     semantic: str = field(default="profiles", metadata=choice("profiles", "release"))
-    # auto (cuda when present) | cpu | cuda
+    # auto (cuda when present) | cpu | cuda | cuda:N | mps (checked at parse: recpipe.device)
     device: str = "auto"
     # CPU threads for torch; 0 = torch's default (1 can be far faster on a busy machine)
     threads: int = field(default=0, metadata=rng(0))
     # training loop (recpipe.graph.trainer.TrainConfig keys)
     train: dict = field(default_factory=dict)
-    # any backbone or alignment key on top of the preset, e.g. {layers: 2, kd_weight: 0.05}
+    # backbone/alignment keys on top of the preset, clean mode only, keyed by <model> (all its
+    # alignments) or <model>-<align>, e.g. {lightgcn-con: {kd_weight: 0.001}} (presets.py)
     overrides: dict = field(default_factory=dict)
     # several seeds in one run: [2023, 2024, 2025] -> metrics/graph.json holds mean and _std;
     # [] = the top-level `seed` (recpipe/eval/seeds.py)
     seeds: list = field(default_factory=list)
+
+    def validate(self) -> None:
+        from recpipe.device import check_device
+
+        check_device(self.device, "graph.device")
 
 
 def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
@@ -61,6 +68,35 @@ def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
     return [np.load(f, allow_pickle=False) for f in files]
 
 
+@dataclass
+class Plan:
+    """What one stage run trains with, from the params alone (no data read)."""
+
+    p: GraphParams
+    bb_cfg: object  # the backbone's Config after preset, mode quirks and overrides
+    al_cfg: object  # recpipe.graph.align.AlignConfig
+    tr_cfg: object  # recpipe.graph.trainer.TrainConfig
+    eval_cfg: object  # recpipe.eval.protocol.EvalConfig
+    seeds: list
+    overrides: dict  # {"applied": {...}, "not_applied": {...}} (parity: nothing applied)
+
+
+def configure(params: dict) -> Plan:
+    """Validate the graph, eval and seed params into a Plan; raises ParamError."""
+    from recpipe.eval.protocol import resolve as resolve_eval
+    from recpipe.eval.seeds import parse_seeds, top_seed
+    from recpipe.graph.presets import build_configs, resolve_overrides
+    from recpipe.graph.trainer import TrainConfig
+
+    p = section(params, "graph", GraphParams)
+    eval_cfg = resolve_eval(params.get("eval"))
+    seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")
+    applied, not_applied = resolve_overrides(p.overrides, p.model, p.align, p.mode)
+    bb_cfg, al_cfg = build_configs(p.model, p.align, p.kind, p.mode, applied)
+    tr_cfg = parse(TrainConfig, p.train, "graph.train")
+    return Plan(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, {"applied": applied, "not_applied": not_applied})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -71,42 +107,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", default="plots/graph")
     args = ap.parse_args(argv)
     try:
-        params = load_params(args.params)
-        p = section(params, "graph", GraphParams)
-        from recpipe.eval.protocol import resolve as resolve_eval
-        from recpipe.eval.seeds import parse_seeds, top_seed
-        from recpipe.graph.presets import build_configs
-        from recpipe.graph.trainer import TrainConfig
-
-        eval_cfg = resolve_eval(params.get("eval"))
-        seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")
-        bb_cfg, al_cfg = build_configs(p.model, p.align, p.kind, p.mode, p.overrides)
-        tr_cfg = parse(TrainConfig, p.train, "graph.train")
+        plan = configure(load_params(args.params))
+        p = plan.p
         sem = semantic_tables(p, Path(args.processed), Path(args.embeddings)) if p.align != "none" else (None, None)
     except ParamError as e:
         print(f"graph failed: {e}", file=sys.stderr)
         return 2
-    run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args)
+    if plan.overrides["not_applied"]:
+        print(f"graph: graph.mode=parity trains RLMRec's official {p.model}-{p.align} values; "
+              f"graph.overrides {plan.overrides['not_applied']} not applied (clean mode only)")
+    run(plan, sem, args)
     return 0
 
 
-def run(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, sem, args) -> None:
+def run(plan: Plan, sem, args) -> None:
     import torch
     from dvclive import Live
 
+    from recpipe.device import pick_device
     from recpipe.eval.data import load_split
     from recpipe.eval.seeds import run_seeds
     from recpipe.graph.checkpoint import fingerprint
+    from recpipe.graph.presets import trained_hparams
     from recpipe.graph.run import fit
-    from recpipe.io import write_npy
+    from recpipe.io import write_hparams, write_npy
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device
+    p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds = (plan.p, plan.bb_cfg, plan.al_cfg, plan.tr_cfg,
+                                                  plan.eval_cfg, plan.seeds)
+    device = pick_device(p.device)
     if p.threads:
         torch.set_num_threads(p.threads)
     data = load_split(args.processed)
     out = Path(args.out)
     print(f"graph: {p.model} align={p.align} mode={p.mode} on {device}: {data.n_users:,} users, "
           f"{data.n_items:,} items, seed(s) {', '.join(map(str, seeds))}")
+    write_hparams(out / "hparams.json", model=p.model, align=p.align, mode=p.mode, kind=p.kind,
+                  semantic=p.semantic if p.align != "none" else None,
+                  **trained_hparams(bb_cfg, al_cfg, p.align), train=tr_cfg, eval=eval_cfg,
+                  seeds=list(seeds), device=device, threads=p.threads, overrides=plan.overrides)
 
     def one(s):  # s: recpipe.eval.seeds.Seed; s.under(x) = x, or x/seed<k> with several seeds
         t0 = time.perf_counter()

@@ -342,3 +342,66 @@ def test_masks_are_redrawn_at_every_epoch_start_as_in_the_reference(small_split)
     finally:
         autocf.AutoCF.draw = orig
     assert draws == [1, 1, 1]  # one draw per epoch, each at the epoch's first step
+
+
+# Amazon-book in RLMRec's release: 11,000 users + 9,332 items
+AMAZON_N = 20_332
+
+
+def test_float32_edge_decode_reproduces_the_reference_rounding_on_a_literal_edge():
+    """Edge (3719, 15279) of an N = 20,332 graph has code 3719·N + 15279 = 75,629,987. The
+    reference's `((code - col) / N).long()` runs in float32 and truncates: row 3718."""
+    from recpipe.graph.autocf_mask import decode_edges
+
+    code = torch.tensor([75_629_987])
+    assert 3719 * AMAZON_N + 15279 == 75_629_987
+    assert [int(t) for t in decode_edges(code, AMAZON_N, "exact")] == [3719, 15279]
+    assert [int(t) for t in decode_edges(code, AMAZON_N, "float32")] == [3718, 15279]
+    col = code % AMAZON_N
+    assert int(((code - col) / AMAZON_N).long()) == 3718  # the reference's line, as written
+    # the reference's device (CUDA) multiplies by float32(1/N): the same arithmetic in numpy
+    x = np.float32(75_629_987 - 15279) * (np.float32(1) / np.float32(AMAZON_N))
+    assert x.dtype == np.float32 and int(x) == 3718
+
+
+def test_float32_edge_decode_moves_a_tenth_of_amazon_sized_edges_one_row_up():
+    from recpipe.graph.autocf_mask import decode_edges
+
+    g = torch.Generator().manual_seed(0)
+    rows, cols = torch.randint(AMAZON_N, (2, 679_637), generator=g)  # a decoder's worth of pairs
+    code = rows * AMAZON_N + cols
+    r, c = decode_edges(code, AMAZON_N, "exact")
+    assert torch.equal(r, rows) and torch.equal(c, cols)
+    r, c = decode_edges(code, AMAZON_N, "float32")
+    moved = r != rows
+    assert torch.equal(c, cols) and torch.equal(r[moved], rows[moved] - 1)  # only ever one row up
+    assert 0.10 < float(moved.float().mean()) < 0.115  # 10.7 %
+    # the same in numpy float32 (CUDA's a * (1/b)); a small graph loses nothing
+    want = ((code - cols).numpy().astype(np.float32) * (np.float32(1) / np.float32(AMAZON_N))).astype(np.int64)
+    assert np.array_equal(r.numpy(), want)
+    small = torch.arange(350 * 350)
+    assert torch.equal(decode_edges(small, 350, "float32")[0], small // 350)
+
+
+def test_parity_mode_decodes_in_float32_and_repeated_decoder_edges_count_twice():
+    from recpipe.graph.presets import build_configs
+
+    assert build_configs("autocf", "none", "amazon", "parity")[0].edge_decode == "float32"
+    assert build_configs("autocf", "con", "amazon", "clean")[0].edge_decode == "exact"
+    # an edge listed twice (a moved edge landing on a kept one) gets two shares of attention,
+    # as the reference's uncoalesced decoder matrix gives it
+    n, d, heads = 4, 8, 2
+    torch.manual_seed(0)
+    layer = GTLayer(d, heads)
+    x = torch.randn(n, d)
+    g = Graph.from_edges(torch.tensor([0, 0, 0, 1, 2]), torch.tensor([1, 2, 2, 3, 0]), n)
+    assert g.values.tolist() == [1.0, 2.0, 1.0, 1.0]  # (0, 2) twice
+    twice, once = (layer(x, g, c).detach() for c in (g.values, None))
+    q, k, v = (x @ w for w in (layer.q, layer.k, layer.v))
+    s = d // heads
+    for hd in range(heads):
+        sl = slice(hd * s, (hd + 1) * s)
+        e1, e2 = ((q[0, sl] @ k[t, sl]).clamp(-10, 10).exp() for t in (1, 2))
+        want = (e1 * v[1, sl] + 2 * e2 * v[2, sl]) / (e1 + 2 * e2)
+        torch.testing.assert_close(twice[0, sl], want.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(twice[0], once[0]) and torch.equal(twice[1:], once[1:])

@@ -136,8 +136,9 @@ def test_parity_switches_change_exactly_what_they_claim():
     assert diff("gccf", "gen") == {**dup, "self_loops": (False, True)}
     assert diff("sgl", "none", "steam") == {**dup, "layers": (3, 2)}  # quirk 2
     assert diff("sgl", "none", "amazon") == dup
-    for model in ("simgcl", "dccf", "autocf"):
+    for model in ("simgcl", "dccf"):
         assert diff(model, "con") == dup
+    assert diff("autocf", "con") == {**dup, "edge_decode": ("float32", "exact")}  # autocf_mask.decode_edges
 
 
 def test_unknown_override_names_the_known_keys():

@@ -191,7 +191,8 @@ class Graph:
 
     @classmethod
     def from_edges(cls, rows: torch.Tensor, cols: torch.Tensor, n: int) -> "Graph":
-        """The (n, n) pattern of the (deduplicated) edges rows -> cols, values 1, on their device."""
+        """The (n, n) pattern of the edges rows -> cols on their device; values = how often each
+        edge occurs (1 for edges without repeats)."""
         r, c = rows.cpu().numpy(), cols.cpu().numpy()
         m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
         return cls(m, rows.device)

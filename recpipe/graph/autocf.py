@@ -19,10 +19,14 @@ unique batch users / positives, u_b all batch users.
 Resume: the step counter, the last seeds and a seed for the draw's other random choices are
 buffers, so a restored model rebuilds the same masked graph without touching any RNG.
 
-Deviations from the reference: its trainer redraws at batch index i % fix_steps == 0 with i
-restarting every epoch; the backbone sees no epochs, so the count here runs across epochs (the
-same draws when steps per epoch divide by fix_steps: Amazon's 30). A Gumbel uniform of exactly
-0 is clamped (the reference's noise would be -inf and its loss inf); LSE is a stable logsumexp.
+Redraws follow the reference's trainer, which draws at batch index i % fix_steps == 0 with i
+restarting every epoch: the trainer calls `on_epoch_start`, which resets the step counter, so
+every epoch's first batch draws (Amazon's 30 steps an epoch: steps 0, 10, 20).
+
+Deviations from the reference: a Gumbel uniform of exactly 0 is clamped (the reference's noise
+would be -inf and its loss inf); LSE is a stable logsumexp. The reference decodes the decoder's
+edge codes in float32, which moves some edges a row up; `edge_decode: float32` (graph.mode
+parity) reproduces that, `exact` (clean) decodes with integers (autocf_mask.decode_edges).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from recpipe.config import ParamError, rng
+from recpipe.config import ParamError, choice, rng
 from recpipe.graph.adjacency import Graph
 from recpipe.graph.autocf_mask import gumbel_log, local_scores, masked_graphs
 from recpipe.graph.base import Backbone
@@ -59,6 +63,9 @@ class AutoCFConfig:
     mask_depth: int = field(default=2, metadata=rng(1))
     # training batches between two draws of the masked graphs
     fix_steps: int = field(default=10, metadata=rng(1))
+    # decoder edge codes -> (row, col): exact (integers) | float32 (the reference's rounding,
+    # which moves ~11% of the edges a row up at Amazon's size; parity mode: decode_edges)
+    edge_decode: str = field(default="exact", metadata=choice("exact", "float32"))
 
     def validate(self) -> None:
         if self.embedding_size % self.heads:
@@ -76,9 +83,11 @@ class GTLayer(nn.Module):
         self.q, self.k, self.v = (nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, d)))
                                   for _ in range(3))
 
-    def forward(self, x: torch.Tensor, g) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, g, counts: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, d) over the edges h -> t of the Graph `g` (its values unused): per head, row h
-        gets Σ_t softmax_t(q_h·k_t) v_t, the softmax over h's edges.
+        gets Σ_t softmax_t(q_h·k_t) v_t, the softmax over h's edges. `counts` (nnz,) = how often
+        each edge occurs (None: once), for a decoder edge list with repeats, where the reference
+        attends to each copy.
 
         Every per-edge quantity is a sampled product (`edge_dot`) or an edge-weighted CSR
         product (`weighted_mm`), so no (E, d) gathered copy of the node table is made.
@@ -91,6 +100,8 @@ class GTLayer(nn.Module):
         for h in range(self.heads):
             sl = slice(h * s, (h + 1) * s)
             att = g.edge_dot(q[:, sl].contiguous(), k[:, sl].contiguous()).clamp(-10.0, 10.0).exp()  # (E,)
+            if counts is not None:
+                att = att * counts
             norm = g.weighted_mm(att, ones).squeeze(1)  # Σ over each row's edges: (N,)
             att = att / (norm[g.rows] + 1e-8)
             out.append(g.weighted_mm(att, v[:, sl].contiguous()))  # (N, d/H)
@@ -120,7 +131,7 @@ class AutoCF(Backbone):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("draw_seed", torch.full((), -1, dtype=torch.long))
         self.register_buffer("seeds", torch.zeros(min(cfg.seed_num, n), dtype=torch.long))
-        self._graphs = None  # (encoder Propagator, decoder (rows, cols)) of the current draw
+        self._graphs = None  # (encoder Propagator, decoder Graph, its edge counts) of the draw
         self._infomax = None  # -mean(noisy log-scores) of a draw made in this step
         self.register_load_state_dict_post_hook(AutoCF._after_load)
 
@@ -155,20 +166,22 @@ class AutoCF(Backbone):
             cfg, n = self.cfg, len(self.deg)
             g = torch.Generator().manual_seed(int(self.draw_seed))
             enc, dec = masked_graphs(self.rows, self.adj.col, self.seeds.to(self.rows.device), n,
-                                     cfg.mask_depth, cfg.keep_rate, g)
-            self._graphs = (self.adj.op(enc), Graph.from_edges(*dec, n))
+                                     cfg.mask_depth, cfg.keep_rate, g, cfg.edge_decode)
+            dec = Graph.from_edges(*dec, n)  # values: how often each edge occurs
+            counts = dec.values if bool((dec.values != 1).any()) else None
+            self._graphs = (self.adj.op(enc), dec, counts)
         return self._graphs
 
     # -- Backbone API ------------------------------------------------------------------
-    def forward_graphs(self, e: torch.Tensor, enc, dec) -> torch.Tensor:
+    def forward_graphs(self, e: torch.Tensor, enc, dec, counts=None) -> torch.Tensor:
         """Σ of every layer output: e, the `layers` products with enc (a Propagator), then the
-        GT layers over dec (a Graph: its pattern is the decoder's edge list)."""
+        GT layers over dec (a Graph: its pattern is the decoder's edge list; `counts`: GTLayer)."""
         acc = x = e
         for _ in range(self.cfg.layers):
             x = enc.mm(x)  # (N, N) @ (N, d)
             acc = acc + x
         for gt in self.gt:
-            x = gt(x, dec)
+            x = gt(x, dec, counts)
             acc = acc + x
         return acc
 

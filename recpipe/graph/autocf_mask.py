@@ -72,9 +72,33 @@ def encoder_values(rows, cols, keep, n: int) -> torch.Tensor:
     return w * dinv[rows] * dinv[cols]
 
 
-def decoder_edges(rows, cols, keep, nodes, n: int, n_pairs: int, generator: torch.Generator):
+def decode_edges(code: torch.Tensor, n: int, how: str = "exact"):
+    """(rows, cols) of edge codes row·n + col.
+
+    `exact`: integer division. `float32`: the reference's `((code - col) / n).long()`, which
+    torch computes in float32, on CUDA (the reference's only device) as float32(code - col)
+    times float32(1/n), truncated. Where row·n is past 2^24 the product can land just below
+    the integer row, and the edge moves to row - 1 (never elsewhere; the column stays). The
+    share depends on n: about 11% of uniform pairs at Amazon's n = 20,332, none at 10,000 or
+    30,000 (the same expression on a CPU divides instead: 4.9% at 20,332, 11% at 30,000).
+    Done here with the CUDA operations in float32, so every device gives the reference's
+    CUDA result.
+    """
+    col = code % n
+    if how == "exact":
+        return code // n, col
+    if how != "float32":
+        raise ValueError(f"edge decode {how!r}: choose exact or float32")
+    inv = torch.ones((), dtype=torch.float32, device=code.device) / n  # float32(1/n), rounded once
+    return ((code - col).to(torch.float32) * inv).long(), col
+
+
+def decoder_edges(rows, cols, keep, nodes, n: int, n_pairs: int, generator: torch.Generator,
+                  decode: str = "exact"):
     """Decoder graph: `n_pairs` random pairs among `nodes` (both directions) + self-loops on
-    every node + the remaining edges, deduplicated. Returns (rows, cols) sorted row-major.
+    every node + the remaining edges, deduplicated, then decoded (`decode_edges`). Returns
+    (rows, cols): with `exact` unique and sorted row-major; with `float32` some edges have
+    moved a row up, as in the reference, and may repeat another edge (kept twice, as there).
 
     Draws come from `generator` (CPU) so the graph can be rebuilt from one stored seed.
     """
@@ -85,10 +109,11 @@ def decoder_edges(rows, cols, keep, nodes, n: int, n_pairs: int, generator: torc
     r = torch.cat([pr, pc, loop, rows[keep]])
     c = torch.cat([pc, pr, loop, cols[keep]])
     code = torch.unique(r * n + c)  # sorted: rows ascending, then cols
-    return code // n, code % n
+    return decode_edges(code, n, decode)
 
 
-def masked_graphs(rows, cols, seeds, n: int, depth: int, keep_rate: float, generator):
+def masked_graphs(rows, cols, seeds, n: int, depth: int, keep_rate: float, generator,
+                  decode: str = "exact"):
     """The reference's `RandomMaskSubgraphs.forward`: (encoder values on Â's structure,
     decoder (rows, cols)). The masked node set adds ⌊keep_rate·N⌋ uniform draws (with
     replacement, so fewer distinct nodes) to the seeds and their neighbours."""
@@ -96,5 +121,5 @@ def masked_graphs(rows, cols, seeds, n: int, depth: int, keep_rate: float, gener
     extra = torch.randint(n, (int(n * keep_rate),), generator=generator).to(rows.device)
     masked[extra] = True
     nodes = masked.nonzero().squeeze(1)  # sorted, as torch.unique in the reference
-    dec = decoder_edges(rows, cols, keep, nodes, n, len(rows), generator)
+    dec = decoder_edges(rows, cols, keep, nodes, n, len(rows), generator, decode)
     return encoder_values(rows, cols, keep, n), dec

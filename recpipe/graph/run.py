@@ -14,7 +14,8 @@ def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode:
     """Train `model` x `align` on `data` (SplitData) and return the trainer's result dict.
 
     `sem` = (user (U, S), item (I, S)) semantic tables or (None, None) for align=none;
-    `configs` = an already built (backbone config, AlignConfig) pair (else from the presets).
+    `configs` = an already built (backbone config, AlignConfig) pair (else from the presets,
+    with `overrides`: flat backbone/alignment keys, clean mode only).
     """
     from recpipe.graph import get_backbone
     from recpipe.graph.adjacency import Graph, bipartite

@@ -57,7 +57,8 @@ def _log(live, row: dict) -> None:
     if live is None:
         return
     for k, v in row.items():
-        if k != "epoch":
+        # curves are numbers; a summary also carries lists (domains_without_targets)
+        if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
             live.log_metric(k, v)
     live.next_step()
 
