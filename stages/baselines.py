@@ -2,12 +2,16 @@
 
 Reads params: baselines, eval, seed. For each model in `baselines.models`: fit on train
 (BPR-MF selects its epoch on validation), evaluate the kept state on valid and, once, on test
-with the one evaluator; write `metrics/<name>.json` (flat keys such as `test/recall@20`) and
-`models/baselines/<name>/per_user.parquet`. BPR-MF's training curve goes to
-`plots/baselines/bprmf/` (dvclive) for `dvc plots`. TQDM_DISABLE=1 hides the progress bar.
+with the one evaluator; write into `models/baselines/<name>/`: `metrics.json` (every metric,
+flat keys such as `test/recall@20`, `valid/ndcg@20`, `test/recall@20/Books`),
+`per_user.parquet`, `hparams.json` (the hyperparameters it trained with, seeds, device) and,
+for BPR-MF, its training curve in `curves/` (dvclive, shown by `dvc plots`); and
+`metrics/<name>.json`, the headline keys declared as DVC metrics (recpipe/eval/output.py).
+Models without a training curve (pop, itemknn, ease) write no curve folder. TQDM_DISABLE=1
+hides the progress bar.
 
 `baselines.seeds: [1, 2, 3]` runs every model once per seed: each seed's metrics, per-user
-table and curve go to a `seed<k>/` folder inside the model's folders, and `metrics/<name>.json`
+table and curve go to a `seed<k>/` folder inside the model's folder, and its `metrics.json`
 holds the mean with a `_std` beside each metric (recpipe/eval/seeds.py). `[]` = one run with
 the top-level `seed`, exactly as without the key.
 """
@@ -21,6 +25,8 @@ from pathlib import Path
 
 from recpipe.config import ParamError, load_params, section
 
+CURVES = "curves"  # dvclive folder inside a model's folder (recpipe.eval.report reads it)
+
 
 def pick_device(name: str) -> str:
     """`auto` -> cuda when torch sees a GPU, else cpu; chosen once and passed down."""
@@ -31,15 +37,16 @@ def pick_device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path, plots_dir: Path,
+def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
         only: list[str] | None = None) -> dict[str, dict]:
     """Fit and evaluate the configured baselines (or just `only`), once per seed of
-    `baselines.seeds`; return {name: what metrics/<name>.json holds}."""
+    `baselines.seeds`; return {name: its full metrics (models_dir/<name>/metrics.json)}."""
     from recpipe.baselines import MODELS, BaselinesParams
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
     from recpipe.eval.protocol import resolve
     from recpipe.eval.seeds import STD, Seed, pop_seeds, run_seeds
+    from recpipe.io import write_hparams
 
     seeds, params = pop_seeds(params, "baselines")  # BaselinesParams has no `seeds` field
     cfg = section(params, "baselines", BaselinesParams)
@@ -54,12 +61,14 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path, plot
           f"{', '.join(map(str, seeds))}", flush=True)
     out = {}
     for name in only or cfg.models:
-        (plots_dir / name).mkdir(parents=True, exist_ok=True)  # a declared out, even if unused
+        write_hparams(models_dir / name / "hparams.json", model=name,
+                      params=cfg.model_params(name), seeds=list(seeds), device=device, eval=ecfg)
 
         def fit(s: Seed, name=name):
             t0 = time.perf_counter()
+            # only trained models (bprmf) log a curve; the others create no curves folder
             model = MODELS[name](cfg.model_params(name), seed=s.value, device=device,
-                                 log_dir=s.under(plots_dir / name))  # only trained models log
+                                 log_dir=s.under(models_dir / name) / CURVES)
             model.fit(data.train, data.valid, data, ecfg)
             fit_s = time.perf_counter() - t0
             scorer = model.scorer()
@@ -88,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processed", default="data/processed")
     ap.add_argument("--metrics-dir", default="metrics")
     ap.add_argument("--models-dir", default="models/baselines")
-    ap.add_argument("--plots-dir", default="plots/baselines")
     ap.add_argument("--model", action="append", default=None,
                     help="run only this baseline (repeatable; dvc.yaml's foreach passes one)")
     args = ap.parse_args(argv)
     try:
         run(load_params(args.params), Path(args.processed), Path(args.metrics_dir),
-            Path(args.models_dir), Path(args.plots_dir), only=args.model)
+            Path(args.models_dir), only=args.model)
     except (ParamError, MemoryError) as e:
         print(f"baselines failed: {e}", file=sys.stderr)
         return 2

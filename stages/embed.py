@@ -2,10 +2,12 @@
 
 Reads params: embed. Reads data/processed/ (ids, items) and data/profiles/
 {user,item}_profiles.parquet (the `profile` stage). Writes models/embeddings/
-{user_profile,item_profile,item_text[,item_image]}.npy + index.json, the text-hash cache
-data/embeddings/cache/ (persistent: unchanged texts are never re-encoded) and
-metrics/embed.json (rows, dim, encoded vs cached texts, failed profiles, missing images;
-no timings, so reruns compare equal).
+{user_profile,item_profile,item_text[,item_image]}.npy + index.json + metrics.json (rows,
+dim, encoded vs cached texts, failed profiles, missing images; no timings, so reruns compare
+equal), the text-hash cache data/embeddings/cache/ (persistent: unchanged texts are never
+re-encoded) and metrics/embed.json, the keys declared as DVC metrics: `dim` and `status`
+(`ok`; `skipped: no text` when the data has no text at all, e.g. the RLMRec release: no
+matrix is written, and the stage still succeeds with every output in place).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from recpipe.embedding.embed import EmbedParams, embed_all
 from recpipe.embedding.text import TextEncoder
 from recpipe.io import write_json
 
+HEADLINE = ("dim", "status")  # declared in metrics/embed.json; the rest: <out>/metrics.json
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -29,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiles", default="data/profiles")
     ap.add_argument("--out", default="models/embeddings")
     ap.add_argument("--cache", default="data/embeddings/cache")
-    ap.add_argument("--metrics", default="metrics/embed.json")
+    ap.add_argument("--full", default=None, help="every count (default: <out>/metrics.json)")
+    ap.add_argument("--metrics", default="metrics/embed.json", help="the headline keys")
     args = ap.parse_args(argv)
     # the default model is bundled; never let a missing file turn into a hub download attempt
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamError, FileNotFoundError, ValueError) as e:
         print(f"embed failed: {e}", file=sys.stderr)
         return 2
-    write_json(args.metrics, report)
+    write_json(args.full or Path(args.out) / "metrics.json", report)
+    write_json(args.metrics, {k: report[k] for k in HEADLINE if k in report})
     enc_n = sum(v for k, v in report.items() if k.endswith("/encoded"))
     hit_n = sum(v for k, v in report.items() if k.endswith("/cached"))
     def failed(kind: str) -> str:

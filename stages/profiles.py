@@ -1,9 +1,11 @@
 """Stage `profile`: data/processed -> RLMRec item and user profiles in data/profiles/.
 
 Reads params: profile, seed, dataset.format (for `profile.kind: auto`). Writes
-data/profiles/{item,user}_profiles.parquet and metrics/profile.json; appends every finished
-profile to data/profile_cache/cache.jsonl (a DVC `persist: true` output), so `dvc repro`
-after a crash or Ctrl-C regenerates only what is missing.
+data/profiles/{item,user}_profiles.parquet, data/profiles/metrics.json (every count) and
+metrics/profile.json (the declared few: ok and failed profiles, users and items together,
+and status); appends every finished profile to data/profile_cache/cache.jsonl (a DVC
+`persist: true` output), so `dvc repro` after a crash or Ctrl-C regenerates only what is
+missing.
 
     python stages/profiles.py [--params params.yaml]
 
@@ -21,6 +23,14 @@ from recpipe.config import ParamError, load_params, section
 from recpipe.io import write_json
 from recpipe.profiling.backends.openai import EndpointUnreachable
 from recpipe.profiling.profile import ProfileParams, profile
+
+
+def status(m: dict) -> str:
+    """`ok` (some profile written), `skipped: no text` (data without titles, descriptions or
+    reviews, e.g. the RLMRec release: nothing to prompt with) or `failed` (every completion)."""
+    if m["items_ok"] + m["users_ok"]:
+        return "ok"
+    return "failed" if m["items_failed"] + m["users_failed"] else "skipped: no text"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamError, ValueError, FileNotFoundError) as e:
         print(f"profile failed: {e}", file=sys.stderr)
         return 2
-    write_json(args.metrics, metrics)
+    metrics["status"] = status(metrics)
+    write_json(Path(args.out) / "metrics.json", metrics)  # every count; the declared few:
+    write_json(args.metrics, {"ok": metrics["users_ok"] + metrics["items_ok"],
+                              "failed": metrics["users_failed"] + metrics["items_failed"],
+                              "status": metrics["status"]})
     if metrics["items_ok"] + metrics["users_ok"] == 0:
         print("profile: warning: no profile was written (no titles, descriptions or reviews in "
-              "the data, or every completion failed); see metrics/profile.json", file=sys.stderr)
+              f"the data, or every completion failed); see {Path(args.out) / 'metrics.json'}",
+              file=sys.stderr)
     print(
         f"profile: prompts {metrics['kind']} ({metrics['template_version']}); items "
         f"{metrics['items_ok']:,} ok / {metrics['items_empty']:,} empty / "

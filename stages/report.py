@@ -1,10 +1,12 @@
-"""Stage `report`: metrics/*.json + per-user tables + dvclive curves -> reports/.
+"""Stage `report`: method metrics + per-user tables + dvclive curves -> reports/.
 
-Reads params: report. Writes reports/leaderboard.md (one table per preset, mean ± std over
-seeds, `*` = paired test against the best baseline), reports/metric_vs_k.png and
-reports/curves.png. A stage that ran several seeds (`<stage>.seeds`) counts as one row with n
-seeds, its per-seed per-user values averaged before the test. Conventions (seeds, per-user
-files): recpipe/eval/report.py.
+Reads params: report. Each declared `metrics/<m>.json` (headline keys) stands for its full
+file `models/**/<m>/metrics.json` (every K, domain and part), which the tables and plots use;
+extra full files `metrics/<m>-seed<k>.json` count as further seeds. Writes
+reports/leaderboard.md (one table per preset, mean ± std over seeds, `*` = paired test against
+the best baseline), reports/metric_vs_k.png and reports/curves.png. A stage that ran several
+seeds (`<stage>.seeds`) counts as one row with n seeds, its per-seed per-user values averaged
+before the test. Conventions (seeds, per-user files): recpipe/eval/report.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"report: {info['runs']} runs of {info['models']} methods in {info['protocols']} "
           f"preset table(s), {info['curve_panels']} curve panel(s) -> {args.out}/")
+    if info["skipped"]:
+        print(f"report: {info['skipped']} metrics file(s) without their full metrics file left "
+              f"out; the leaderboard lists them", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Stage `split`: data/interim -> cleaned, split, integer-indexed tables in data/processed.
 
-Reads params: split, seed. Writes data/processed/ and metrics/dataset.json (dataset
-statistics, with the ingest report's reject counts merged in).
+Reads params: split, seed. Writes data/processed/ with data/processed/metrics.json (every
+dataset statistic, per domain, with the ingest report's reject counts merged in) and
+metrics/dataset.json, the few counts declared as DVC metrics (`HEADLINE`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from recpipe.data.rejects import IngestError
 from recpipe.io import read_json, write_json
 from recpipe.params import SplitParams
 
+# declared in metrics/dataset.json: the split's size (the rest, ingest's rejects included, is
+# in <out>/metrics.json; more columns would make `dvc metrics show` too wide to read)
+HEADLINE = ("users", "items", "train", "valid", "test")
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--interim", default="data/interim")
     ap.add_argument("--out", default="data/processed")
-    ap.add_argument("--ingest-report", default="metrics/ingest.json")
-    ap.add_argument("--metrics", default="metrics/dataset.json")
+    ap.add_argument("--ingest-report", default="data/interim/metrics.json")
+    ap.add_argument("--full", default=None,
+                    help="every statistic (default: <out>/metrics.json)")
+    ap.add_argument("--metrics", default="metrics/dataset.json", help="the headline counts")
     args = ap.parse_args(argv)
     try:
         params = load_params(args.params)
@@ -41,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         rep = read_json(ingest)
         report["rejects"] = rep.get("rejects", 0)
         report.update({k: v for k, v in rep.items() if k.startswith("rejects/")})
-    write_json(args.metrics, report)
+    write_json(args.full or Path(args.out) / "metrics.json", report)
+    write_json(args.metrics, {k: report[k] for k in HEADLINE if k in report})
     print(
         f"split: {report['users']:,} users, {report['items']:,} items, train/valid/test = "
         f"{report['train']:,}/{report['valid']:,}/{report['test']:,}, density {report['density']:.5f}"

@@ -198,9 +198,10 @@ def test_stage_end_to_end_on_rlmrec_amazon(amazon, tmp_path, monkeypatch):
     stage = load_stage()
     params = {"seed": 2023, "eval": {"preset": "rlmrec"},
               "baselines": {"models": ["pop", "bprmf"], "device": "cpu", "bprmf": BPR_AMAZON}}
-    out = stage.run(params, amazon, tmp_path / "metrics", tmp_path / "models", tmp_path / "plots")
-    pop = json.loads((tmp_path / "metrics" / "pop.json").read_text())
-    bpr = json.loads((tmp_path / "metrics" / "bprmf.json").read_text())
+    out = stage.run(params, amazon, tmp_path / "metrics", tmp_path / "models")
+    pop = json.loads((tmp_path / "models" / "pop" / "metrics.json").read_text())  # the full files
+    bpr = json.loads((tmp_path / "models" / "bprmf" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "metrics" / "pop.json").read_text())["test/recall@20"] == pop["test/recall@20"]
     assert out["pop"] == pop and out["bprmf"] == bpr
     for m in (pop, bpr):
         assert m["preset"] == "rlmrec" and m["mask_valid_at_test"] is False
@@ -214,10 +215,12 @@ def test_stage_end_to_end_on_rlmrec_amazon(amazon, tmp_path, monkeypatch):
     assert bpr["test/ndcg@20"] > pop["test/ndcg@20"]
     # no `baselines.seeds`: one run with the top-level seed, today's single-seed layout
     assert pop["seed"] == bpr["seed"] == 2023 and not any(k.endswith("_std") for k in bpr)
-    assert [p.name for p in (tmp_path / "models" / "bprmf").iterdir()] == ["per_user.parquet"]
+    assert sorted(p.name for p in (tmp_path / "models" / "bprmf").iterdir()) == [
+        "curves", "hparams.json", "metrics.json", "per_user.parquet"]
+    assert json.loads((tmp_path / "models" / "bprmf" / "hparams.json").read_text())["params"]["epochs"] == BPR_AMAZON["epochs"]
     per_user = pl.read_parquet(tmp_path / "models" / "bprmf" / "per_user.parquet")
     assert per_user.filter(pl.col("part") == "test").height == 9860
-    assert (tmp_path / "plots" / "bprmf" / "plots" / "metrics" / "valid" / "recall@20.tsv").exists()
+    assert (tmp_path / "models" / "bprmf" / "curves" / "plots" / "metrics" / "valid" / "recall@20.tsv").exists()
 
 
 POP_TEST_RECALL20 = 0.031806

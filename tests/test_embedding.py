@@ -221,7 +221,8 @@ def test_stage_writes_metrics_and_rejects_bad_params(gift, encoder, cache_dir, t
     # same encoder signature, then serves every text from it without even loading the model
     embed_all(gift, tmp_path / "warm", encoder, cache_dir, profiles=tmp_path / "profiles")
     assert main(["--params", str(tmp_path / "params.yaml"), *args]) == 0
-    m = json.loads((tmp_path / "m.json").read_text())
+    m = json.loads((tmp_path / "emb" / "metrics.json").read_text())  # the full file
+    assert json.loads((tmp_path / "m.json").read_text()) == {"dim": 384, "status": "ok"}
     assert m["users"] == 453 and m["items"] == 147 and m["dim"] == 384
     assert m["item_text/encoded"] == m["user_profile/encoded"] == m["item_profile/encoded"] == 0
     assert not any("second" in k for k in m)

@@ -186,7 +186,8 @@ def test_graph_stage_runs_several_seeds_and_reports_mean_and_std(small_processed
             "--out", str(tmp_path / "models"), "--metrics", str(tmp_path / "graph.json"),
             "--plots", str(tmp_path / "plots")]
     assert stage.main(args) == 0
-    m = json.loads((tmp_path / "graph.json").read_text())
+    m = json.loads((tmp_path / "models" / "metrics.json").read_text())  # the full file
+    assert set(json.loads((tmp_path / "graph.json").read_text())) >= {"test/recall@20", "test/recall@20_std"}
     per = [json.loads((tmp_path / "models" / f"seed{k}" / "metrics.json").read_text()) for k in (1, 2)]
     vals = [p["test/recall@20"] for p in per]
     assert m["seeds"] == 2 and m["seed_list"] == [1, 2] and m["model"] == "gccf-none"

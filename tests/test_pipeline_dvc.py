@@ -2,7 +2,9 @@
 
 The repo's dvc.yaml, params.yaml, stages/ and recpipe/ are copied into a fresh git + DVC
 repo; the sample is shrunk so the whole DAG runs in seconds. Stage commands call `python`,
-so the interpreter running the tests is put first on PATH.
+so the interpreter running the tests is put first on PATH, and the repo itself on PYTHONPATH
+(the stages then run the copied recpipe/, not an installed one). `make_repo` and `sh` are
+shared with tests/test_textless.py.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
 SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1}}
 
 
-def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(
         DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid",
-        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t.invalid",
+        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t.invalid", TQDM_DISABLE="1",
+        **env_extra,
     )
     res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     if check and res.returncode != 0:
@@ -36,9 +40,9 @@ def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     return res
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline")
+def make_repo(repo: Path) -> Path:
+    """A fresh git + DVC repo in `repo` holding this project's pipeline, with the small sample
+    and short training; committed."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, repo / name)
     for name in ("stages", "recpipe"):
@@ -55,8 +59,18 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("pipeline"))
+
+
 def metrics(repo: Path) -> dict:
-    return json.loads((repo / "metrics" / "dataset.json").read_text())
+    """The split's full statistics (metrics/dataset.json declares only a few of them)."""
+    return json.loads((repo / "data" / "processed" / "metrics.json").read_text())
+
+
+FULL = {"pop": "models/baselines/pop", "itemknn": "models/baselines/itemknn",
+        "ease": "models/baselines/ease", "bprmf": "models/baselines/bprmf", "graph": "models/graph"}
 
 
 def test_repro_runs_the_dag_on_the_embedded_sample(repo):
@@ -64,22 +78,57 @@ def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     for stage in ("sample", "ingest", "split", "profile", "embed", "baselines@pop",
                   "baselines@bprmf", "graph", "report"):
         assert f"Running stage '{stage}'" in res.stdout
+    # every declared output is written: no "'plots/baselines/pop' is empty." (issue 12, 7a)
+    assert "is empty" not in res.stdout + res.stderr
     m = metrics(repo)
     assert m["users"] == 300 and m["items"] == 240 and m["protocol"] == "random"
     assert m["train"] + m["valid"] + m["test"] == m["interactions"] > 2000
     assert {"domain/Books/train", "domain/Video_Games/test", "rejects"} <= set(m)
-    for method in ("pop", "itemknn", "ease", "bprmf", "graph"):
-        got = json.loads((repo / "metrics" / f"{method}.json").read_text())
+    head = json.loads((repo / "metrics" / "dataset.json").read_text())
+    assert head == {k: m[k] for k in ("users", "items", "train", "valid", "test")}
+    for method, folder in FULL.items():
+        got = json.loads((repo / folder / "metrics.json").read_text())
         assert got["preset"] == "unified" and 0 <= got["test/recall@20"] <= 1
+        assert {"valid/ndcg@20", "test/recall@5", "test/recall@20/Books"} <= set(got)
+        declared = json.loads((repo / "metrics" / f"{method}.json").read_text())
+        assert declared == {k: got[k] for k in declared}
+        assert {"test/recall@20", "test/ndcg@20"} <= set(declared) <= {
+            "test/recall@20", "test/ndcg@20", "selected_epoch"}
+        assert json.loads((repo / folder / "hparams.json").read_text())["seeds"] == [2023]
+    ingest = json.loads((repo / "data" / "interim" / "metrics.json").read_text())
+    assert ingest["interactions"] >= m["interactions"] and ingest["format"] == "amazon2018"
     board = (repo / "reports" / "leaderboard.md").read_text()
     assert "| lightgcn-con | 1 |" in board and "| itemknn | 1 |" in board
+    assert "### ndcg@20 per domain" in board  # the report reads the full files
     assert (repo / "reports" / "metric_vs_k.png").read_bytes()[:4] == b"\x89PNG"
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     assert any("metrics/dataset.json" in json.dumps(v) for v in shown.values())
+    # one readable table (issue 12, 6): the headline keys only, within 160 columns
+    table = sh(repo, "dvc", "metrics", "show", COLUMNS="160").stdout
+    assert "test/recall@20" in table and "test/recall@5" not in table and "valid/" not in table
+    assert max(len(line) for line in table.splitlines()) <= 160, table
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "repro")
     again = sh(repo, "dvc", "repro")
     assert "Running stage" not in again.stdout  # everything cached
+
+
+def test_metrics_diff_shows_the_headline_that_changed(repo):
+    sh(repo, "dvc", "exp", "run", "-S", "graph.align=gen")
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)
+    assert set(diff) == {"metrics/graph.json"}  # only the graph stage reran
+    assert {"test/recall@20", "test/ndcg@20"} <= set(diff["metrics/graph.json"])
+    got = diff["metrics/graph.json"]["test/recall@20"]
+    assert got["new"] != got["old"] and got["diff"] == pytest.approx(got["new"] - got["old"])
+    table = sh(repo, "dvc", "metrics", "diff", COLUMNS="160").stdout
+    assert "test/recall@20" in table and "test/recall@5" not in table
+    assert max(len(line) for line in table.splitlines()) <= 160, table
+    board = (repo / "reports" / "leaderboard.md").read_text()
+    assert "| lightgcn-gen | 1 |" in board
+    # back to the committed embedded-sample run: later experiments start from its params
+    sh(repo, "dvc", "exp", "remove", "--all-commits")
+    sh(repo, "git", "reset", "-q", "--hard")
+    sh(repo, "dvc", "checkout", "-q", "--force")
 
 
 def test_exp_run_changes_the_split_protocol(repo):
@@ -96,7 +145,7 @@ def test_exp_run_ingests_real_amazon2018(repo):
     sh(repo, "dvc", "exp", "run", "split", "-S", "dataset.format=amazon2018", "-S", f"dataset.path={folder}")
     m = metrics(repo)
     assert (m["users"], m["items"]) == (453, 147)  # Gift Cards after dedupe + 5-core
-    ingest = json.loads((repo / "metrics" / "ingest.json").read_text())
+    ingest = json.loads((repo / "data" / "interim" / "metrics.json").read_text())
     assert ingest["interactions"] == 2972 and ingest["format"] == "amazon2018"
 
 

@@ -323,7 +323,8 @@ def test_stage_script_writes_outputs_and_metrics(processed, tmp_path):
            "--cache", str(tmp_path / "c/cache.jsonl"), "--metrics", str(metrics)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    m = json.loads(metrics.read_text())
+    m = json.loads((out / "metrics.json").read_text())  # the full file; metrics: the headline
+    assert set(json.loads(metrics.read_text())) == {"ok", "failed", "status"}
     assert m["kind"] == "amazon" and m["items_failed"] == 0 and m["users_ok"] > 0
     assert set(pl.read_parquet(out / "user_profiles.parquet").columns) == {
         "uid", "status", "summarization", "reasoning", "raw", "error"}

@@ -116,7 +116,7 @@ def test_runs_are_collected_and_grouped_by_model_and_seed(project):
     same = next(r for r in runs if r.model == "same")
     # no `per_user` key: found by its folder's name
     assert same.per_user == root / "models" / "fake" / "same" / "per_user.parquet"
-    assert info == {"runs": 7, "models": 5, "protocols": 2, "curve_panels": 2}
+    assert info == {"runs": 7, "models": 5, "protocols": 2, "curve_panels": 2, "skipped": 0}
 
 
 def test_leaderboard_values_marks_and_presets(project):
@@ -241,6 +241,75 @@ def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):
     (root / "metrics" / "mix.json").write_text(json.dumps(aggregate(per[:2], [1, 2])))
     with pytest.raises(ValueError, match=r"mix\.json is a mean over 2 seeds without a `per_seed`"):
         collect_runs(root)
+
+
+def test_headline_files_are_read_through_their_full_file(tmp_path):
+    """The stages' layout: `metrics/<m>.json` declares a few keys, the full flat file is
+    `models/**/<m>/metrics.json`; the report reads the full one (every K, every domain)."""
+    from recpipe.eval.output import headline
+
+    root = tmp_path
+    rng, base = _with_pop(root, 3)
+    full = _write_run(root, "bprmf", "bprmf", 0, _per_user(base, 0.1, 0.02, rng))
+    (root / "metrics" / "bprmf.json").unlink()
+    (root / "models" / "fake" / "bprmf" / "metrics.json").write_text(json.dumps(full))
+    (root / "metrics" / "bprmf.json").write_text(json.dumps(headline(full)))
+    assert set(headline(full)) == {"test/recall@20", "test/ndcg@20"}
+    # a headline whose full file is gone (a stale file of a model no longer run): left out, said
+    (root / "metrics" / "ease.json").write_text(json.dumps({"test/recall@20": 0.5}))
+    skipped: list[str] = []
+    runs = collect_runs(root, skipped)
+    bpr = next(r for r in runs if r.model == "bprmf")
+    assert bpr.path == root / "models/fake/bprmf/metrics.json" and bpr.values == full
+    assert bpr.per_user == root / "models/fake/bprmf/per_user.parquet"
+    assert sorted(r.model for r in runs) == ["bprmf", "pop"]
+    assert skipped and "metrics/ease.json" in skipped[0]
+    info = build_report(root, ReportParams(), tmp_path / "reports")
+    assert info["skipped"] == 1
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    main = md_tables(md)[0]
+    assert main["bprmf"][3] == f"{full['test/recall@20']:.4f}"  # both are baselines: no mark
+    assert "### recall@20 per domain" in md and "metrics/ease.json" in md  # every domain kept
+
+
+def test_domains_without_test_targets_are_named(tmp_path):
+    root = tmp_path
+    rng, base = _with_pop(root, 4)
+    other = _write_run(root, "other", "other", 0, _per_user(base, 0.0, 0.01, rng))
+    md = leaderboard(collect_runs(root), ReportParams())
+    assert "no test targets" not in md
+    for stem, vals in (("pop", None), ("other", other)):
+        path = root / "metrics" / f"{stem}.json"
+        vals = json.loads(path.read_text())
+        vals["test/domains_without_targets"] = ["Toys", "Beauty"]
+        vals["test/domains_without_targets_count"] = 2
+        path.write_text(json.dumps(vals))
+        md = leaderboard(collect_runs(root), ReportParams())
+        line = "Domains with no test targets (left out of the macro average)"
+        if stem == "pop":  # one method of two: named
+            assert f"{line} for pop: Beauty, Toys." in md
+        else:  # every method: one line for the table
+            assert f"{line}: Beauty, Toys." in md and "for pop" not in md
+
+
+def test_curves_in_model_folders_are_read(tmp_path):
+    """Baselines keep their dvclive curve in `models/baselines/<m>/curves/` (no empty plots
+    folder for models without a curve); the report labels it like a plots/ curve."""
+    from dvclive import Live
+
+    from recpipe.eval.report import collect_curves
+
+    for folder in ("models/baselines/bprmf/curves", "models/baselines/bprmf/seed2/curves",
+                   "plots/graph"):
+        with Live(str(tmp_path / folder), dvcyaml=None, save_dvc_exp=False) as live:
+            for step in range(3):
+                live.log_metric("valid/recall@20", 0.1 * step)
+                live.next_step()
+    curves = collect_curves(tmp_path)
+    assert sorted(curves["valid/recall@20"]) == [
+        "baselines/bprmf", "baselines/bprmf/seed2", "graph"]
+    (tmp_path / "metrics").mkdir()
+    assert build_report(tmp_path, ReportParams())["curve_panels"] == 1
 
 
 def test_pngs_are_written_and_valid(project):

@@ -139,8 +139,7 @@ def _run_stage(root: Path, processed: Path, seeds: list[int], seed: int = 2023) 
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        return load_stage().run(params, processed, Path("metrics"), Path("models/baselines"),
-                                Path("plots/baselines"))
+        return load_stage().run(params, processed, Path("metrics"), Path("models/baselines"))
     finally:
         os.chdir(cwd)
 
@@ -164,16 +163,27 @@ def test_per_seed_files_and_the_mean_std_file(multi):
     root, out = multi
     for model in ("pop", "bprmf"):
         folder = root / "models" / "baselines" / model
-        assert sorted(p.name for p in folder.iterdir()) == [f"seed{s}" for s in SEEDS]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "hparams.json", "metrics.json", *(f"seed{s}" for s in SEEDS)]
+        curves = ["curves"] if model == "bprmf" else []  # only a trained model has a curve
         for s in SEEDS:
             assert sorted(p.name for p in (folder / f"seed{s}").iterdir()) == [
-                "metrics.json", "per_user.parquet"]
+                *curves, "metrics.json", "per_user.parquet"]
         per_seed = _per_seed(root, model)
         assert [d["seed"] for d in per_seed] == SEEDS
         assert [d["per_user"] for d in per_seed] == [
             f"models/baselines/{model}/seed{s}/per_user.parquet" for s in SEEDS]
-        agg = json.loads((root / "metrics" / f"{model}.json").read_text())
+        agg = json.loads((folder / "metrics.json").read_text())  # the full mean ± std file
         assert agg == out[model]
+        # the declared headline: test recall/NDCG@20 with their std, the seed count
+        head = json.loads((root / "metrics" / f"{model}.json").read_text())
+        assert head == {k: agg[k] for k in head}
+        assert {"test/recall@20", "test/recall@20_std", "test/ndcg@20", "test/ndcg@20_std",
+                "seeds"} <= set(head) and len(head) <= 8
+        hp = json.loads((folder / "hparams.json").read_text())
+        assert hp["model"] == model and hp["seeds"] == SEEDS and hp["device"] == "cpu"
+        if model == "bprmf":
+            assert hp["params"]["epochs"] == BPR_SMALL["epochs"] and hp["params"]["dim"] == 16
         assert agg["model"] == model and agg["seeds"] == 3 and agg["seed_list"] == SEEDS
         assert agg["per_seed"] == [f"models/baselines/{model}/seed{s}/metrics.json" for s in SEEDS]
         assert "seed" not in agg and "per_user" not in agg
@@ -191,10 +201,11 @@ def test_per_seed_files_and_the_mean_std_file(multi):
     assert len({d["valid/ndcg@20"] for d in bpr}) == 3
     assert json.loads((root / "metrics/bprmf.json").read_text())["test/ndcg@20_std"] > 0
     for s in SEEDS:
-        tsv = root / f"plots/baselines/bprmf/seed{s}/plots/metrics/valid/recall@20.tsv"
+        tsv = root / f"models/baselines/bprmf/seed{s}/curves/plots/metrics/valid/recall@20.tsv"
         assert pl.read_csv(tsv, separator="\t")["step"].to_list()[:2] == [3, 6]
+    assert not (root / "plots").exists()  # no plots folder, so none is ever empty
     # MostPopular ignores the seed: identical seeds, std exactly 0
-    pop = json.loads((root / "metrics/pop.json").read_text())
+    pop = json.loads((root / "models/baselines/pop/metrics.json").read_text())
     assert pop["test/recall@20_std"] == 0.0 and pop["selected_epoch"] is None
 
 
@@ -204,20 +215,29 @@ def test_one_seed_output_is_unchanged_key_for_key(multi, processed, tmp_path):
         one = tmp_path / f"one{len(seeds)}"
         _run_stage(one, processed, seeds, seed=seed)
         for model in ("pop", "bprmf"):
-            m = json.loads((one / "metrics" / f"{model}.json").read_text())
-            # today's layout: one flat file with `seed`, the per-user table beside the model
-            assert sorted(p.name for p in (one / "models/baselines" / model).iterdir()) == [
+            folder = one / "models/baselines" / model
+            m = json.loads((folder / "metrics.json").read_text())
+            # one seed: the full flat file with `seed` and the per-user table in the model folder
+            assert sorted(p.name for p in folder.iterdir()) == [
+                *(["curves"] if model == "bprmf" else []), "hparams.json", "metrics.json",
                 "per_user.parquet"]
             assert not any(k.endswith("_std") for k in m) and "seeds" not in m
-            assert list(m)[:7] == ["preset", "recall_denominator", "ndcg_idcg",
-                                   "mask_valid_at_test", "model", "seed", "selected_epoch"]
+            assert list(m)[:8] == ["preset", "recall_denominator", "ndcg_idcg",
+                                   "mask_valid_at_test", "model", "seed", "per_user",
+                                   "selected_epoch"]
+            assert m["per_user"] == f"models/baselines/{model}/per_user.parquet"
             # the same numbers, key for key, as seed 2 of the three-seed run
             seed2 = _per_seed(root, model)[1]
-            assert m == {k: v for k, v in seed2.items() if k != "per_user"}
+            drop = {"per_user"}
+            assert {k: v for k, v in m.items() if k not in drop} == {
+                k: v for k, v in seed2.items() if k not in drop}
+            head = json.loads((one / "metrics" / f"{model}.json").read_text())
+            assert head == {k: m[k] for k in ("test/recall@20", "test/ndcg@20", "selected_epoch")
+                            if m[k] is not None}
             u1 = pl.read_parquet(one / "models/baselines" / model / "per_user.parquet")
             u3 = pl.read_parquet(root / f"models/baselines/{model}/seed2/per_user.parquet")
             assert u1.equals(u3)
-        assert (one / "plots/baselines/bprmf/plots/metrics/valid/recall@20.tsv").exists()
+        assert (one / "models/baselines/bprmf/curves/plots/metrics/valid/recall@20.tsv").exists()
 
 
 def test_report_shows_mean_std_over_seeds_and_tests_seed_averaged_users(multi, tmp_path):
@@ -260,6 +280,6 @@ def test_report_refuses_a_mean_file_whose_seeds_are_missing(multi, tmp_path):
     for sub in ("metrics", "models"):
         shutil.copytree(root / sub, copy / sub)
     (copy / "models/baselines/bprmf/seed2/metrics.json").unlink()
-    with pytest.raises(ValueError, match=r"metrics/bprmf\.json averages seeds whose file .*seed2/"
-                                         r"metrics\.json is missing"):
+    with pytest.raises(ValueError, match=r"baselines/bprmf/metrics\.json averages seeds whose "
+                                         r"file .*seed2/metrics\.json is missing"):
         collect_runs(copy)

@@ -18,7 +18,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recpipe.io import write_parquet
+from recpipe.io import write_parquet, write_text
+
+_README = ("Text-hash cache of the `embed` stage (recpipe/embedding/cache.py): one Parquet file\n"
+           "per encoder signature, columns hash (sha256 of signature + text) and vector. Safe\n"
+           "to delete: texts are then re-encoded.\n")
 
 
 def text_hash(signature: str, text: str) -> str:
@@ -70,8 +74,18 @@ class EmbeddingCache:
         self._new += len(hashes)
 
     def save(self) -> bool:
-        """Write the file if this run added vectors; returns whether it wrote."""
-        if self.path is None or self._new == 0:
+        """Write the file if this run added vectors; returns whether it wrote.
+
+        The folder itself always exists afterwards, with a README naming what it holds: it is
+        a declared DVC output, which must be in place (and not empty) even when the data has
+        no text to encode (the RLMRec release, S3Rec sequences).
+        """
+        if self.path is None:
+            return False
+        readme = self.path.parent / "README.txt"
+        if not readme.exists():
+            write_text(readme, _README)
+        if self._new == 0:
             return False
         mat = self._matrix()
         hashes = [""] * self._rows

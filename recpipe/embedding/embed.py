@@ -171,6 +171,7 @@ def embed_all(processed: Path, out_dir: Path, encoder, cache_dir: Path | None,
         report.update({f"{name}/{k}": v for k, v in {**counts, **extra}.items()})
         index["matrices"][name] = _entry(name, mat, source, missing, encoder.normalize)
     report["dim"] = int(next(iter(mats.values())).shape[1]) if mats else 0
+    report["status"] = text_status([n for n in jobs if report.get(f"{n}/skipped")], list(jobs))
     cache.save()   # before the matrices: a crash after this point still keeps the new vectors
 
     if image_features:
@@ -188,6 +189,16 @@ def embed_all(processed: Path, out_dir: Path, encoder, cache_dir: Path | None,
         (out_dir / f"{stale}.npy").unlink(missing_ok=True)
     write_json(out_dir / "index.json", index)
     return report
+
+
+def text_status(skipped: list[str], names: list[str]) -> str:
+    """`ok`, `skipped: no text` (no matrix could be written: data with ids only, such as the
+    RLMRec release or S3Rec sequences) or `no text: <names>` (some matrices skipped)."""
+    if not skipped:
+        return "ok"
+    if len(skipped) == len(names):
+        return "skipped: no text"
+    return "no text: " + ", ".join(skipped)
 
 
 def _entry(name: str, mat: np.ndarray, source: str, missing: list[int], normalized: bool) -> dict:

@@ -1,21 +1,30 @@
 """The `report` stage's library: leaderboard tables, significance marks and PNG plots.
 
 Inputs (paths relative to the project root):
-- `metrics/*.json`: one flat file per method run, as `recpipe.eval.output.write_results`
-  writes it (`test/recall@20`, `test/recall@20/Books`, `preset`, ...) plus `model` and `seed`.
-  Files without any `test/` or `valid/` key (`dataset.json`, `ingest.json`) are not runs.
+- `metrics/*.json`: one file per method, either the declared headline (a few keys, as
+  `recpipe.eval.output.write_headline` writes it) or a full flat file (`test/recall@20`,
+  `test/recall@20/Books`, `preset`, ... plus `model` and `seed`). A headline
+  `metrics/<stem>.json` (no protocol keys) stands for its full file, the single
+  `models/**/<stem>/metrics.json` (`models/baselines/pop/metrics.json`,
+  `models/graph/metrics.json`), which the report reads; a headline whose full file is missing
+  is left out with a note. Files without any `test/` or `valid/` key (`dataset.json`,
+  `profile.json`, `embed.json`) are not runs.
 - Seeds, two conventions (mixable): (1) a stage that ran several seeds itself
-  (`recpipe.eval.seeds`) writes `metrics/<model>.json` with the mean, `<key>_std` and a
-  `per_seed` list of per-seed metrics files (`models/.../seed<k>/metrics.json`, each with its
-  `seed` and `per_user`); the report reads those per-seed files as the runs. (2) One file per
-  seed: `metrics/<model>.json` holds one seed, further seeds of the same model go to
-  `metrics/<model>-seed<k>.json`. Runs are grouped by their `model` key (else the file stem
-  without `-seed<k>`); `seed` comes from the key (else the `-seed<k>` suffix).
+  (`recpipe.eval.seeds`) writes a full file with the mean, `<key>_std` and a `per_seed` list
+  of per-seed metrics files (`models/.../seed<k>/metrics.json`, each with its `seed` and
+  `per_user`); the report reads those per-seed files as the runs. (2) One file per seed:
+  further seeds of a model go to `metrics/<model>-seed<k>.json`, each a full flat file (e.g. a
+  copy of another experiment's `models/baselines/<model>/metrics.json`). Runs are grouped by
+  their `model` key (else the file stem without `-seed<k>`); `seed` comes from the key (else
+  the `-seed<k>` suffix).
 - Per-user tables: the file named by the run's `per_user` key (pass
   `per_user="models/.../per_user.parquet"` to `write_results`), else the single
   `models/**/<stem>/per_user.parquet` whose folder is the metrics file's stem.
 - Training curves: dvclive TSVs, `plots/<run>/plots/metrics/<name>.tsv` (columns `step`,
-  `<leaf of name>`), written by `Live("plots/<run>", dvcyaml=None, save_dvc_exp=False)`.
+  `<leaf of name>`), written by `Live("plots/<run>", dvcyaml=None, save_dvc_exp=False)`, and
+  `models/<run>/curves/plots/metrics/<name>.tsv` (the baselines keep their curves in their
+  model folder, so a model without a curve declares no empty plots folder); the run is
+  labelled `<run>` either way.
 
 Outputs: `reports/leaderboard.md`, `reports/metric_vs_k.png`, `reports/curves.png`.
 
@@ -37,10 +46,12 @@ import numpy as np
 import polars as pl
 
 from recpipe.config import choice, rng
+from recpipe.eval.output import FULL_NAME
 from recpipe.eval.significance import KEYS, PairedResult, fmt_mean_std, over_seeds, paired
 from recpipe.io import atomic_path, read_json, write_text
 
-NOT_RUNS = {"dataset.json", "ingest.json"}  # dataset statistics, not methods
+NOT_RUNS = {"dataset.json", "ingest.json", "profile.json", "embed.json"}  # data stages
+CURVES = "curves"  # a model folder's dvclive directory: models/<run>/curves/
 _SEED_SUFFIX = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
 _PROTOCOL_KEYS = ("preset", "recall_denominator", "ndcg_idcg", "mask_valid_at_test")
 
@@ -111,17 +122,43 @@ def _expand_seeds(root: Path, path: Path, values: dict) -> list[tuple[Path, dict
     return out
 
 
-def collect_runs(root: Path) -> list[Run]:
-    """Every method run under `root/metrics` (one per seed), sorted by file name."""
+def _full_file(path: Path, values: dict, index: list[Path]) -> Path | None:
+    """The full metrics file behind `metrics/<stem>.json`: the file itself when it is full
+    (has protocol keys), else the single `models/**/<stem>/metrics.json`; None when absent."""
+    if any(k in values for k in _PROTOCOL_KEYS):
+        return path
+    hits = [q for q in index if q.parent.name == path.stem]
+    if len(hits) > 1:
+        raise ValueError(f"report: several full metrics files for {path}: "
+                         f"{', '.join(map(str, hits))}; remove the stale one")
+    return hits[0] if hits else None
+
+
+def collect_runs(root: Path, skipped: list[str] | None = None) -> list[Run]:
+    """Every method run under `root/metrics` (one per seed), sorted by file name.
+
+    A headline file whose full file is missing is left out; `skipped` (if given) gets a line
+    saying so.
+    """
     runs, seen = [], {}
+    models = root / "models"
+    index = sorted(models.rglob(FULL_NAME)) if models.exists() else []
     for path in sorted((root / "metrics").glob("*.json")):
         values = read_json(path)
         if path.name in NOT_RUNS or not isinstance(values, dict):
             continue
         if not any(k.startswith(("test/", "valid/")) for k in values):
             continue
+        full = _full_file(path, values, index)
+        if full is None:
+            if skipped is not None:
+                skipped.append(f"{path.relative_to(root).as_posix()}: no full metrics file "
+                               f"models/**/{path.stem}/{FULL_NAME}; left out (re-run its stage)")
+            continue
+        if full != path:
+            values = read_json(full)
         m = _SEED_SUFFIX.match(path.stem)
-        for src, vals in _expand_seeds(root, path, values):
+        for src, vals in _expand_seeds(root, full, values):
             model = vals.get("model") or (m["model"] if m else path.stem)
             seed = vals.get("seed", int(m["seed"]) if m else None)
             run = Run(str(model), seed, src, vals, _find_per_user(root, path.stem, vals))
@@ -285,7 +322,27 @@ def _domains(methods: dict[str, list[Run]], metric: str) -> list[str]:
     return sorted(found - {"macro"}) + (["macro"] if "macro" in found else [])
 
 
-def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None) -> str:
+def _no_targets(methods: dict[str, list[Run]]) -> list[str]:
+    """A line per distinct `domains_without_targets` list (the evaluator's names of domains
+    that had no test targets, so the macro average left them out), naming the methods unless
+    every method of the table shares it."""
+    groups: dict[tuple, list[str]] = {}
+    for m, seeds in methods.items():
+        doms: set[str] = set()
+        for r in seeds:
+            v = r.values.get("test/domains_without_targets",
+                             r.values.get("domains_without_targets"))
+            if isinstance(v, list):
+                doms.update(map(str, v))
+        if doms:
+            groups.setdefault(tuple(sorted(doms)), []).append(m)
+    return [f"Domains with no test targets (left out of the macro average)"
+            f"{'' if len(ms) == len(methods) else ' for ' + ', '.join(ms)}: {', '.join(doms)}."
+            for doms, ms in groups.items()]
+
+
+def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None,
+                skipped: list[str] | None = None) -> str:
     """The markdown leaderboard: one table per protocol, per-domain tables, paired-test details."""
     pu = pu or _PerUser()
     test_name = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[p.test]
@@ -295,6 +352,8 @@ def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None) ->
            f"({', '.join(p.baselines)}) on per-user values, {test_name}, p < {p.alpha} (no "
            f"multiple-comparison correction). Rows of different presets are never in one table.",
            ""]
+    if skipped:
+        out += ["Left out:", ""] + [f"- {s}" for s in skipped] + [""]
     if not runs:
         return "\n".join(out + ["No method metrics found in `metrics/`.", ""])
     for proto, methods in group_runs(runs, p.baselines).items():
@@ -303,6 +362,8 @@ def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None) ->
         out += [f"## {_protocol_title(proto)}", ""]
         cols = [_Column(f"test/{m}", m, None) for m in p.metrics]
         out += _table(methods, cols, p.metrics, p, pu, notes, details) + [""]
+        if missing := _no_targets(methods):
+            out += [*missing, ""]
         for metric in p.metrics:
             doms = _domains(methods, metric)
             if not doms:
@@ -404,10 +465,28 @@ def read_curves(plots_dir: Path) -> dict[str, dict[str, pl.DataFrame]]:
     return curves
 
 
-def plot_curves(plots_dir: Path, path: Path, max_panels: int = 9) -> int:
-    """One panel per logged metric (validation first), one line per run; returns the panel count."""
+def collect_curves(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
+    """`read_curves` of `root/plots` and of `root/models` (dvclive folders named `curves`
+    inside model folders, labelled by the model folder: models/baselines/bprmf/curves ->
+    `baselines/bprmf`, its seed k -> `baselines/bprmf/seed<k>`)."""
+    curves = read_curves(root / "plots")
+    for name, by_run in read_curves(root / "models").items():
+        for run, df in by_run.items():
+            parts = run.split("/")
+            if parts[-1] != CURVES:
+                continue  # a dvclive folder of another kind: not a model curve
+            curves.setdefault(name, {})["/".join(parts[:-1])] = df
+    return curves
+
+
+def plot_curves(source: Path | dict, path: Path, max_panels: int = 9) -> int:
+    """One panel per logged metric (validation first), one line per run; returns the panel count.
+
+    `source`: a plots folder (`read_curves`) or curves already read (`collect_curves`).
+    """
     plt = _pyplot()
-    curves = read_curves(plots_dir)
+    curves = source if isinstance(source, dict) else read_curves(source)
+    plots_dir = "plots/ or models/*/curves/" if isinstance(source, dict) else source
     names = sorted(curves, key=lambda n: (not n.startswith("valid"), n))[:max_panels]
     n = max(1, len(names))
     cols = min(3, n)
@@ -436,12 +515,17 @@ def plot_curves(plots_dir: Path, path: Path, max_panels: int = 9) -> int:
 
 
 def build_report(root: Path, p: ReportParams, out_dir: Path | None = None) -> dict:
-    """Read `root/metrics`, `root/models`, `root/plots`; write the three report files."""
+    """Read `root/metrics`, `root/models`, `root/plots`; write the three report files.
+
+    The returned `skipped` lists the headline files left out (their full file is missing).
+    """
     root = Path(root)
     out_dir = Path(out_dir) if out_dir is not None else root / "reports"
-    runs = collect_runs(root)
-    write_text(out_dir / "leaderboard.md", leaderboard(runs, p))
+    skipped: list[str] = []
+    runs = collect_runs(root, skipped)
+    write_text(out_dir / "leaderboard.md", leaderboard(runs, p, skipped=skipped))
     plot_metric_vs_k(runs, p, out_dir / "metric_vs_k.png")
-    panels = plot_curves(root / "plots", out_dir / "curves.png")
+    panels = plot_curves(collect_curves(root), out_dir / "curves.png")
     return {"runs": len(runs), "models": len({(r.protocol, r.model) for r in runs}),
-            "protocols": len({r.protocol for r in runs}), "curve_panels": panels}
+            "protocols": len({r.protocol for r in runs}), "curve_panels": panels,
+            "skipped": len(skipped)}

@@ -4,19 +4,23 @@ One `dvc exp` per seed would overwrite the same `metrics/<model>.json`, so a tra
 runs its seeds itself. It reads `<section>.seeds` (a list of distinct non-negative ints; absent
 or `[]` = `[<top-level seed>]`) and writes, for a model whose out folder is `<out>`:
 
-    one seed (today's layout, unchanged):
-        metrics/<model>.json         that seed's flat metrics, with `seed`
+    one seed:
+        <out>/metrics.json           that seed's full flat metrics, with `seed` and `per_user`
         <out>/per_user.parquet       its per-user table
     several seeds:
-        <out>/seed<k>/metrics.json   seed k's flat metrics, with `seed` and `per_user`
+        <out>/seed<k>/metrics.json   seed k's full flat metrics, with `seed` and `per_user`
         <out>/seed<k>/per_user.parquet
-        metrics/<model>.json         the mean over seeds under the usual keys
+        <out>/metrics.json           the mean over seeds under the usual keys
                                      (`test/recall@20`, ...), `<key>_std` (sample std, ddof=1)
                                      right after each, `seeds` (count), `seed_list` and
                                      `per_seed` (the per-seed metrics.json paths)
+    and in both cases
+        metrics/<model>.json         the headline keys of <out>/metrics.json, declared as DVC
+                                     metrics (`recpipe.eval.output.headline`)
 
-The per-seed files sit inside the stage's declared out folder, so DVC caches them. The report
-(`recpipe.eval.report`) follows `per_seed` and tests on per-user values averaged over seeds.
+Every file but the headline sits inside the stage's declared out folder, so DVC caches them.
+The report (`recpipe.eval.report`) reads `<out>/metrics.json`, follows `per_seed` and tests on
+per-user values averaged over seeds.
 
 Aggregation rules (`aggregate`): a key counts only if every seed has it. Floats get mean and
 `_std` (a deterministic model gets std 0.0, so every model shows the same keys); integers
@@ -32,6 +36,7 @@ API (everything a stage needs; see stages/baselines.py for a full use):
         ...train with s.value, log curves to s.under(plots_dir)...
         return {"valid": res_v, "test": res_t}, {"selected_epoch": epoch}
     m = run_seeds(seeds, fit, eval_cfg, "metrics/graph.json", out_dir, model="lightgcn-con")
+    # m: the full dict (<out_dir>/metrics.json); metrics/graph.json: its headline
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recpipe.config import ParamError
-from recpipe.eval.output import write_results
+from recpipe.eval.output import FULL_NAME, write_headline, write_results
 from recpipe.eval.significance import over_seeds
 from recpipe.io import write_json
 
@@ -151,17 +156,20 @@ def aggregate(per_seed: list[dict], seeds: list[int] | None = None,
 
 def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path: str | Path,
               out_dir: str | Path, **extra) -> dict:
-    """Run `fit` once per seed, write per-seed files and `metrics_path`; return what it holds.
+    """Run `fit` once per seed, write the full files and the headline; return the full dict.
 
     fit(seed: Seed) -> ({part: EvalResult}, {extra key: value}) or just {part: EvalResult};
     the stage trains with `seed.value` and puts its own seed-specific files (curves,
     checkpoints) under `seed.under(folder)`. `cfg` is the EvalConfig; `extra` (e.g.
-    model="bprmf") goes into every metrics file. Paths are written as given, so pass them
+    model="bprmf") goes into every metrics file. The full metrics go to
+    `<out_dir>/metrics.json` (and `<out_dir>/seed<k>/metrics.json`), the headline to
+    `metrics_path` (layout: module docstring). Paths are written as given, so pass them
     relative to the project root (the stage's working directory).
     """
     if not seeds:
         raise ValueError("run_seeds: no seeds (parse_seeds turns [] into [seed])")
     multi = len(seeds) > 1
+    out_dir = Path(out_dir)
     per_seed, paths = [], []
     for value in seeds:
         s = Seed(value, multi)
@@ -169,12 +177,14 @@ def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path:
         results, more = got if isinstance(got, tuple) else (got, {})
         folder = s.under(out_dir)
         per_user = folder / "per_user.parquet"
-        if not multi:  # exactly today's single-seed files
-            return write_results(results, cfg, metrics_path, per_user, **extra, seed=value, **more)
-        m = write_results(results, cfg, folder / "metrics.json", per_user, **extra, seed=value,
+        m = write_results(results, cfg, folder / FULL_NAME, per_user, **extra, seed=value,
                           per_user=per_user.as_posix(), **more)
+        if not multi:
+            write_headline(metrics_path, m)
+            return m
         per_seed.append(m)
-        paths.append((folder / "metrics.json").as_posix())
+        paths.append((folder / FULL_NAME).as_posix())
     agg = aggregate(per_seed, seeds, paths)
-    write_json(metrics_path, agg)
+    write_json(out_dir / FULL_NAME, agg)
+    write_headline(metrics_path, agg)
     return agg
