@@ -271,3 +271,22 @@ def test_checkpoint_fingerprint_covers_config_split_semantics_and_code(data, tmp
     assert checkpoint.code_digest("graph", root=pkg) != before
     monkeypatch.setattr(checkpoint, "code_digest", lambda *pkgs, root=None: "other code")
     assert checkpoint.fingerprint(LightGCNConfig(), 7, data, sem) != base
+
+
+def test_sampler_terminates_when_a_user_has_every_item():
+    """Before: `_negatives` redrew forever for such a user (a 5-core of a category with 8 items
+    had hundreds of them), so `graph` hung without a message."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recpipe.graph.sampler import BPRSampler
+
+    dense = np.zeros((3, 4), dtype=np.float32)
+    dense[0] = 1  # user 0 has all four items
+    dense[1, :2] = 1
+    dense[2, 3] = 1
+    s = BPRSampler(sp.csr_matrix(dense), batch_size=4, seed=0)
+    for _ in range(20):
+        for u, p, n in s.epoch():
+            others = ~np.isin(u, [0])
+            assert not dense[u[others], n[others]].any()  # real negatives for the others

@@ -18,6 +18,9 @@ class BPRSampler:
         self.pos = coo.col.astype(np.int64)
         self.n_items = train.shape[1]
         self.keys = np.sort(self.users * self.n_items + self.pos)
+        # a user with every item in train has no negative: never redraw for them (the loop
+        # below would spin forever); they keep their uniform draw, a positive
+        self.full = np.diff(train.indptr) >= self.n_items
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
@@ -27,6 +30,8 @@ class BPRSampler:
     def _negatives(self, users: np.ndarray) -> np.ndarray:
         neg = self.rng.integers(0, self.n_items, size=len(users))
         bad = np.arange(len(users))
+        if self.full.any():
+            bad = bad[~self.full[users]]
         while len(bad):
             keys = users[bad] * self.n_items + neg[bad]
             hit = np.searchsorted(self.keys, keys)
