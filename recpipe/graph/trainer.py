@@ -57,8 +57,8 @@ def _log(live, row: dict) -> None:
     if live is None:
         return
     for k, v in row.items():
-        # curves are numbers; a summary also carries lists (domains_without_targets)
-        if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
+        # curves are metrics; a summary also names (and counts) domains without targets
+        if k != "epoch" and "domains_without_targets" not in k and isinstance(v, (int, float)):
             live.log_metric(k, v)
     live.next_step()
 
