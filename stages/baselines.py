@@ -28,15 +28,6 @@ from recpipe.config import ParamError, load_params, section
 CURVES = "curves"  # dvclive folder inside a model's folder (recpipe.eval.report reads it)
 
 
-def pick_device(name: str) -> str:
-    """`auto` -> cuda when torch sees a GPU, else cpu; chosen once and passed down."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
         only: list[str] | None = None) -> dict[str, dict]:
     """Fit and evaluate the configured baselines (or just `only`), once per seed of
@@ -47,6 +38,7 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     from recpipe.eval.protocol import resolve
     from recpipe.eval.seeds import STD, Seed, pop_seeds, run_seeds
     from recpipe.io import write_hparams
+    from recpipe.train.device import pick_device
 
     seeds, params = pop_seeds(params, "baselines")  # BaselinesParams has no `seeds` field
     cfg = section(params, "baselines", BaselinesParams)

@@ -32,7 +32,7 @@ class GraphParams:
     kind: str = field(default="amazon", metadata=choice("amazon", "yelp", "steam"))
     # semantic tables for con/gen: profiles (embed stage) | release (RLMRec's ada-002 vectors)
     semantic: str = field(default="profiles", metadata=choice("profiles", "release"))
-    # auto (cuda when present) | cpu | cuda | cuda:N | mps (checked at parse: recpipe.device)
+    # auto (cuda when present) | cpu | cuda | cuda:N | mps (checked at parse: recpipe.train.device)
     device: str = "auto"
     # CPU threads for torch; 0 = torch's default (1 can be far faster on a busy machine)
     threads: int = field(default=0, metadata=rng(0))
@@ -46,7 +46,7 @@ class GraphParams:
     seeds: list = field(default_factory=list)
 
     def validate(self) -> None:
-        from recpipe.device import check_device
+        from recpipe.train.device import check_device
 
         check_device(self.device, "graph.device")
 
@@ -84,7 +84,8 @@ class Plan:
 def configure(params: dict) -> Plan:
     """Validate the graph, eval and seed params into a Plan; raises ParamError."""
     from recpipe.eval.protocol import resolve as resolve_eval
-    from recpipe.eval.seeds import parse_seeds, top_seed
+    from recpipe.eval.seeds import parse_seeds
+    from recpipe.train.seeds import top_seed
     from recpipe.graph.presets import build_configs, resolve_overrides
     from recpipe.graph.trainer import TrainConfig
 
@@ -124,7 +125,7 @@ def run(plan: Plan, sem, args) -> None:
     import torch
     from dvclive import Live
 
-    from recpipe.device import pick_device
+    from recpipe.train.device import pick_device
     from recpipe.eval.data import load_split
     from recpipe.eval.seeds import run_seeds
     from recpipe.graph.checkpoint import fingerprint

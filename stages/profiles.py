@@ -23,6 +23,7 @@ from recpipe.config import ParamError, load_params, section
 from recpipe.io import write_json
 from recpipe.profiling.backends.openai import EndpointUnreachable
 from recpipe.profiling.profile import ProfileParams, profile
+from recpipe.train.seeds import top_seed
 
 
 def status(m: dict) -> str:
@@ -44,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         cfg = section(params, "profile", ProfileParams)
-        seed = params.get("seed", 2023)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ParamError(f"seed: {seed!r} is not an integer")
+        seed = top_seed(params)
         fmt = (params.get("dataset") or {}).get("format")
         model = cfg.openai.model if cfg.backend == "openai" else cfg.model
         print(f"profile: backend={cfg.backend} model={model if cfg.backend != 'template' else '-'}"

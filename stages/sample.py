@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         cfg = section(params, "sample", SampleConfig)
         if cfg.seed is None:  # the shared seed, unless the section pins its own
-            seed = params.get("seed", 0)
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise ParamError(f"seed: {seed!r} is not an integer")
-            cfg = dataclasses.replace(cfg, seed=seed)
+            from recpipe.train.seeds import top_seed
+
+            cfg = dataclasses.replace(cfg, seed=top_seed(params))
         t0 = time.perf_counter()
         counts = generate(cfg, cfg.out)
     except ParamError as e:

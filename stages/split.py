@@ -16,6 +16,7 @@ from recpipe.data.processed import build
 from recpipe.data.rejects import IngestError
 from recpipe.io import read_json, write_json
 from recpipe.params import SplitParams
+from recpipe.train.seeds import top_seed
 
 # declared in metrics/dataset.json: the split's size (the rest, ingest's rejects included, is
 # in <out>/metrics.json; more columns would make `dvc metrics show` too wide to read)
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         cfg = section(params, "split", SplitParams)
-        seed = params.get("seed", 2023)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ParamError(f"seed: {seed!r} is not an integer")
+        seed = top_seed(params)
         print(f"split: protocol={cfg.protocol} seed={seed}", flush=True)
         report = build(Path(args.interim), Path(args.out), cfg, seed)
     except (ParamError, IngestError) as e:

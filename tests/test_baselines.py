@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from conftest import ROOT, shared_path
 
 from recpipe.baselines import BPRMF, EASE, MODELS, BaselinesParams, ItemKNN, MostPopular
-from recpipe.baselines.bprmf import BPRMFParams, sample_negatives
+from recpipe.baselines.bprmf import BPRMFParams
 from recpipe.baselines.ease import EASEParams, check_size
 from recpipe.baselines.itemknn import ItemKNNParams, cosine_topk
 from recpipe.config import ParamError, parse
@@ -111,16 +111,6 @@ def test_ease_refuses_too_many_items_with_the_memory_it_needs():
         check_size(100_000, EASEParams())
     with pytest.raises(MemoryError, match=r"only 1\.0 GiB is free"):
         check_size(20_000, EASEParams(), available=2**30)  # 20k^2 x 4 B = 1.5 GiB
-
-
-def test_negative_sampling_never_returns_a_training_item():
-    rng = np.random.default_rng(0)
-    x = sp.csr_matrix((rng.random((50, 20)) < 0.7).astype(np.float32))  # dense rows: many redraws
-    coo = x.tocoo()
-    keys = np.sort(coo.row.astype(np.int64) * 20 + coo.col)
-    users = np.repeat(coo.row, 5)
-    neg = sample_negatives(users, keys, 20, np.random.default_rng(1))
-    assert neg.shape == users.shape and not x[users, neg].any()
 
 
 def toy_split(seed: int = 0, n_users: int = 120, n_items: int = 60):

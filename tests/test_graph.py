@@ -142,7 +142,7 @@ def _model(data, align="none", seed=0, sem=None, **over):
     from recpipe.graph.adjacency import Graph, bipartite
     from recpipe.graph.align import AlignConfig, wrap
     from recpipe.graph.lightgcn import LightGCN, LightGCNConfig
-    from recpipe.graph.trainer import seed_everything
+    from recpipe.train.seeds import seed_everything
 
     seed_everything(seed)
     cfg = LightGCNConfig(**over)

@@ -23,7 +23,7 @@ def _build(data, model, align, mode="clean", seed=0, **over):
     from recpipe.graph.adjacency import Graph, bipartite
     from recpipe.graph.align import wrap
     from recpipe.graph.presets import build_configs
-    from recpipe.graph.trainer import seed_everything
+    from recpipe.train.seeds import seed_everything
 
     # small graphs: AutoCF's 100 seeds would mask everything, so the tests use fewer
     over = {**({"seed_num": 10} if model == "autocf" else {}), **over}

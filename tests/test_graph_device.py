@@ -1,5 +1,5 @@
 """graph.device is checked when the params are parsed, not by a torch traceback after the data
-has loaded (recpipe/device.py)."""
+has loaded (recpipe/train/device.py)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_a_gpu_torch_cannot_see_stops_at_parse_time(GraphParams):
 
 
 def test_cpu_and_auto_always_parse_and_auto_resolves_once(GraphParams):
-    from recpipe.device import check_device, pick_device
+    from recpipe.train.device import check_device, pick_device
 
     for value in ("cpu", "auto"):
         assert parse(GraphParams, {"device": value}, prefix="graph").device == value

@@ -33,12 +33,18 @@ MODELS: dict[str, type] = {
 class BaselinesParams:
     # which baselines to fit and evaluate, in this order
     models: list[str] = field(default_factory=lambda: list(MODELS), metadata=choice(*MODELS))
-    # auto (cuda when available, else cpu) | cpu | cuda: where BPR-MF trains and scoring runs
-    device: str = field(default="auto", metadata=choice("auto", "cpu", "cuda"))
+    # auto (cuda when available, else cpu) | cpu | cuda | cuda:N | mps: where BPR-MF trains and
+    # scoring runs (checked at parse: recpipe.train.device)
+    device: str = "auto"
     pop: PopParams = field(default_factory=PopParams)
     itemknn: ItemKNNParams = field(default_factory=ItemKNNParams)
     ease: EASEParams = field(default_factory=EASEParams)
     bprmf: BPRMFParams = field(default_factory=BPRMFParams)
+
+    def validate(self) -> None:
+        from recpipe.train.device import check_device
+
+        check_device(self.device, "baselines.device")
 
     def model_params(self, name: str):
         return getattr(self, name)

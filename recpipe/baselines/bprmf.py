@@ -57,26 +57,6 @@ class BPRMFParams:
     threads: int = field(default=1, metadata=rng(0))
 
 
-def sample_negatives(users: np.ndarray, pos_keys: np.ndarray, n_items: int,
-                     gen: np.random.Generator, max_rounds: int = 100) -> np.ndarray:
-    """One uniform negative item per entry of `users`, never a training item of that user.
-
-    pos_keys: sorted int64 keys u * n_items + i of the training pairs. Collisions are redrawn
-    together, so the loop runs a handful of rounds, not once per interaction.
-    """
-    neg = gen.integers(0, n_items, size=len(users))
-    todo = np.arange(len(users))
-    for _ in range(max_rounds):
-        keys = users[todo].astype(np.int64) * n_items + neg[todo]
-        pos = np.searchsorted(pos_keys, keys)
-        hit = pos_keys[np.minimum(pos, len(pos_keys) - 1)] == keys
-        todo = todo[hit]
-        if not len(todo):
-            break
-        neg[todo] = gen.integers(0, n_items, size=len(todo))
-    return neg  # a user who has every item keeps a positive after max_rounds (harmless)
-
-
 @contextmanager
 def _threads(n: int):
     """Run the block with `n` torch CPU threads (0 = leave as is), then restore."""
@@ -111,15 +91,18 @@ class BPRMF:
         import torch
         from tqdm import tqdm
 
+        from recpipe.train.sampler import NegativeSampler
+        from recpipe.train.seeds import seed_everything
+
         p = self.params
         dev = torch.device(self.device)
-        torch.manual_seed(self.seed)
+        seed_everything(self.seed)
         gen = np.random.default_rng(self.seed)
         tgen = torch.Generator().manual_seed(self.seed)
         coo = train.tocoo()
         n_users, n_items = train.shape
         u_all, i_all = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        pos_keys = np.sort(u_all * n_items + i_all)
+        negatives = NegativeSampler(train, gen)  # uniform, training items excluded
         user_w = torch.nn.Parameter((torch.randn(n_users, p.dim, generator=tgen) * p.init_std).to(dev))
         item_w = torch.nn.Parameter((torch.randn(n_items, p.dim, generator=tgen) * p.init_std).to(dev))
         opt = torch.optim.Adam([user_w, item_w], lr=p.lr)
@@ -130,7 +113,7 @@ class BPRMF:
         for epoch in bar:
             order = gen.permutation(len(u_all))  # (nnz,) every training pair once
             u_ep, i_ep = u_all[order], i_all[order]
-            j_ep = sample_negatives(u_ep, pos_keys, n_items, gen)
+            j_ep = negatives.draw(u_ep)
             with _threads(p.threads):
                 mean_loss = self._epoch(u_ep, i_ep, j_ep, user_w, item_w, opt)
             if live is not None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recpipe.config import ParamError, rng
+from recpipe.config import rng
 from recpipe.embedding.cache import EmbeddingCache, encode_cached
 from recpipe.embedding.images import align_features, load_features
 from recpipe.io import write_json, write_npy
@@ -61,9 +61,9 @@ class EmbedParams:
     image_features: str = ""
 
     def validate(self) -> None:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ParamError(f"embed.device: {self.device!r} is not allowed; "
-                             "choose auto, cpu, cuda or cuda:N")
+        from recpipe.train.device import check_device
+
+        check_device(self.device, "embed.device")
 
 
 def strip_html(text: str) -> str:

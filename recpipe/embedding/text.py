@@ -31,11 +31,9 @@ def resolve_model(name: str) -> str:
 
 def resolve_device(device: str) -> str:
     """`auto` -> `cuda` when torch sees a GPU, else `cpu`; anything else is passed through."""
-    if device != "auto":
-        return device
-    import torch
+    from recpipe.train.device import pick_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device(device)
 
 
 class TextEncoder:

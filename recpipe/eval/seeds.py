@@ -49,8 +49,8 @@ from recpipe.config import ParamError
 from recpipe.eval.output import FULL_NAME, write_headline, write_results
 from recpipe.eval.significance import over_seeds
 from recpipe.io import write_json
+from recpipe.train.seeds import _is_int, top_seed  # noqa: F401  (top_seed: one source of the seed)
 
-DEFAULT_SEED = 2023  # the stages' fallback when params.yaml has no top-level `seed`
 STD = "_std"  # suffix of a key's sample std: `test/recall@20_std`
 PER_SEED_ONLY = ("seed", "per_user")  # facts about one seed, never aggregated
 _HINT = "write a list of distinct non-negative integers, e.g. [1, 2, 3]; [] = the top-level seed"
@@ -66,18 +66,6 @@ class Seed:
     def under(self, root: str | Path) -> Path:
         """`root/seed<k>` when several seeds run, else `root` itself (today's layout)."""
         return Path(root) / f"seed{self.value}" if self.multi else Path(root)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def top_seed(params: dict) -> int:
-    """The top-level `seed` (default 2023), checked to be an integer."""
-    seed = params.get("seed", DEFAULT_SEED)
-    if not _is_int(seed):
-        raise ParamError(f"seed: {seed!r} is not an integer")
-    return seed
 
 
 def parse_seeds(value, default: int, key: str) -> list[int]:

@@ -22,7 +22,8 @@ def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode:
     from recpipe.graph.allocator import retain_freed_memory
     from recpipe.graph.align import wrap
     from recpipe.graph.presets import build_configs
-    from recpipe.graph.trainer import seed_everything, train
+    from recpipe.graph.trainer import train
+    from recpipe.train.seeds import seed_everything
 
     bb_cfg, al_cfg = configs or build_configs(model, align, kind, mode, overrides)
     retain_freed_memory()  # each step frees and reallocates (N, d) tensors: keep the pages

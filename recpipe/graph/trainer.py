@@ -39,14 +39,6 @@ class TrainConfig:
     select_metric: str = "recall@20"
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _scorer(model, device):
     u, i = model.embeddings()
     return EmbeddingScorer(u.cpu().numpy(), i.cpu().numpy(), device=str(device))

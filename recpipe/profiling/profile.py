@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recpipe.config import ParamError, choice, rng
+from recpipe.config import choice, rng
 from recpipe.profiling import prompts
 from recpipe.profiling.base import get_backend
 from recpipe.profiling.cache import ProfileCache
@@ -75,7 +75,7 @@ class ProfileParams:
     temperature: float = field(default=0.0, metadata=rng(0.0, 2.0))
     # hf: temperature for retries when `temperature` is 0 (greedy would repeat the same answer)
     retry_temperature: float = field(default=0.7, metadata=rng(0.0, 2.0))
-    # hf: auto (cuda if available) | cpu | cuda | cuda:N
+    # hf: auto (cuda if available) | cpu | cuda | cuda:N | mps (checked: recpipe.train.device)
     device: str = "auto"
     # hf: auto (bfloat16 on a GPU that supports it, else float32) | float32 | bfloat16 | float16
     dtype: str = field(default="auto", metadata=choice("auto", "float32", "bfloat16", "float16"))
@@ -83,8 +83,9 @@ class ProfileParams:
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def validate(self) -> None:
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ParamError(f"profile.device: {self.device!r}; use auto, cpu, cuda or cuda:N")
+        from recpipe.train.device import check_device
+
+        check_device(self.device, "profile.device")
 
 
 def make_backend(p: ProfileParams, seed: int):

@@ -134,13 +134,11 @@ class HFBackend:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """profile.device, checked (a GPU torch cannot see is a ParamError) and `auto` resolved."""
+    from recpipe.train.device import check_device, pick_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"profile.device={device!r} but torch sees no CUDA device")
-    return device
+    check_device(device, "profile.device")
+    return pick_device(device)
 
 
 def resolve_dtype(dtype: str, device: str):

@@ -1,0 +1,114 @@
+"""Negative sampling for every model: vectorised, seeded, positives (and targets) excluded.
+
+One draw per row of `users`, from one of three distributions:
+- uniform over the catalogue (RLMRec's BPR, rlmrec.md 5.1: redraw while (u, j) is a training pair);
+- popularity, proportional to training counts ** `alpha`;
+- uniform within an item set per row (HUM's in-domain negatives: the target's domain).
+
+Rejection is vectorised: membership is a binary search in the sorted keys u * n_items + i of
+the training pairs, and only the rejected rows are redrawn, so a round costs one numpy pass.
+The uniform draw consumes the generator exactly as the graph and BPR-MF samplers did before
+this module existed (`integers(0, n_items, size)` for all rows, then for the rejected ones),
+so results under a seed did not move.
+
+A row that has no valid negative (a user who has every item, or every item of its set) would
+be redrawn forever; after `CHECK_AFTER` rounds the rows still rejected are checked, and the
+exhausted ones keep their last draw (a positive: a zero-gradient BPR term) instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+CHECK_AFTER = 20  # rounds before looking for rows that cannot be satisfied
+
+
+def pair_keys(train: sp.csr_matrix) -> np.ndarray:
+    """Sorted int64 keys u * n_items + i of the nonzero (user, item) pairs of `train`."""
+    coo = train.tocoo()
+    return np.sort(coo.row.astype(np.int64) * train.shape[1] + coo.col.astype(np.int64))
+
+
+class NegativeSampler:
+    """`draw(users, targets=None, sets=None) -> (len(users),) int64 item ids`.
+
+    train: (n_users, n_items) CSR of training pairs (never drawn for that user).
+    dist: "uniform" | "popularity" (counts of `train` ** alpha) | "set" (uniform within
+    `item_sets[sets[r]]` for row r). `rng`: a numpy Generator owned by the caller, whose state
+    the caller checkpoints.
+    """
+
+    def __init__(self, train: sp.csr_matrix, rng: np.random.Generator, dist: str = "uniform",
+                 alpha: float = 1.0, item_sets: list[np.ndarray] | None = None):
+        if dist not in ("uniform", "popularity", "set"):
+            raise ValueError(f"negative sampling {dist!r}: choose uniform, popularity or set")
+        if dist == "set" and not item_sets:
+            raise ValueError("dist='set' needs item_sets (one array of item ids per set)")
+        self.train = train.tocsr()
+        self.n_items = train.shape[1]
+        self.keys = pair_keys(self.train)
+        self.rng = rng
+        self.dist = dist
+        if dist == "popularity":
+            counts = np.asarray(self.train.sum(0)).ravel().astype(np.float64) ** alpha
+            self.cdf = np.cumsum(counts) / counts.sum()  # (n_items,) for inverse-CDF draws
+        self.sets = [np.asarray(s, dtype=np.int64) for s in item_sets] if item_sets else None
+
+    def _sample(self, rows: np.ndarray, sets: np.ndarray | None) -> np.ndarray:
+        """Fresh candidates for `rows` (indices into the batch)."""
+        if self.dist == "uniform":
+            return self.rng.integers(0, self.n_items, size=len(rows))
+        if self.dist == "popularity":
+            u = self.rng.random(len(rows))
+            return np.minimum(np.searchsorted(self.cdf, u, side="right"), self.n_items - 1)
+        out = np.empty(len(rows), dtype=np.int64)
+        sid = sets[rows]
+        for s in np.unique(sid):  # one vectorised draw per set (a handful of domains)
+            at = np.flatnonzero(sid == s)
+            pool = self.sets[s]
+            out[at] = pool[self.rng.integers(0, len(pool), size=len(at))]
+        return out
+
+    def _rejected(self, users: np.ndarray, neg: np.ndarray, targets) -> np.ndarray:
+        """(len(users),) bool: the draw is a training pair of that user, or its target."""
+        keys = users * self.n_items + neg
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        bad = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        if targets is not None:
+            bad |= neg == targets
+        return bad
+
+    def _exhausted(self, users: np.ndarray, sets: np.ndarray | None, targets) -> np.ndarray:
+        """(len(users),) bool: no item can be drawn for the row (all positives or the target)."""
+        if self.dist == "set":
+            out = np.empty(len(users), dtype=bool)
+            for r, (u, s) in enumerate(zip(users, sets)):
+                allowed = np.setdiff1d(self.sets[s], self.train.indices[self.train.indptr[u]:self.train.indptr[u + 1]])
+                out[r] = len(allowed) == 0 or (targets is not None and np.array_equal(allowed, [targets[r]]))
+            return out
+        deg = np.diff(self.train.indptr)[users]
+        if self.dist == "popularity":  # only items with a training count can be drawn
+            pos = self.cdf > np.concatenate([[0.0], self.cdf[:-1]])
+            deg = np.array([pos[self.train.indices[self.train.indptr[u]:self.train.indptr[u + 1]]].sum()
+                            for u in users])
+            return deg + (targets is not None) >= int(pos.sum())
+        return deg + (targets is not None) >= self.n_items
+
+    def draw(self, users: np.ndarray, targets: np.ndarray | None = None,
+             sets: np.ndarray | None = None) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        if self.dist == "set" and sets is None:
+            raise ValueError("dist='set': pass `sets`, the item set of each row")
+        neg = self._sample(np.arange(len(users)), sets)
+        todo = np.arange(len(users))
+        rounds = 0
+        while len(todo):
+            t = None if targets is None else targets[todo]
+            todo = todo[self._rejected(users[todo], neg[todo], t)]
+            rounds += 1
+            if rounds == CHECK_AFTER and len(todo):
+                t = None if targets is None else targets[todo]
+                todo = todo[~self._exhausted(users[todo], None if sets is None else sets[todo], t)]
+            neg[todo] = self._sample(todo, sets)
+        return neg
