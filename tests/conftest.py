@@ -7,7 +7,9 @@ with RECPIPE_SHARED_DATA.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECPIPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+if str(ROOT) not in sys.path:  # `stages` (the scripts as a package) next to recpipe
+    sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -26,6 +31,11 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data not available: {p} is missing (needs ../shared/data beside the repo)")
     return p
+
+
+def stage(name: str):
+    """stages/<name>.py as a module: tests call its `main(argv)` and use its dataclasses."""
+    return importlib.import_module(f"stages.{name}")
 
 
 @pytest.fixture
@@ -50,6 +60,22 @@ def small_processed(tmp_path_factory):
     ingest(DatasetParams(path=str(d / "raw")), IngestParams(), d / "interim")
     build(d / "interim", d / "processed", parse(SplitParams, {}, prefix="split"), 3)
     return d / "processed"
+
+
+@pytest.fixture(scope="session")
+def rlmrec_processed(tmp_path_factory):
+    """RLMRec's Amazon-book release (11,000 users x 9,332 items), ingested and kept as split
+    (`split.protocol: rlmrec`): a data/processed folder, built once per test session."""
+    from recpipe.config import parse
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    src = shared_path("rlmrec", "amazon")
+    root = tmp_path_factory.mktemp("rlmrec_amazon")
+    ingest(DatasetParams(format="rlmrec", path=str(src)), IngestParams(), root / "interim")
+    build(root / "interim", root / "processed", parse(SplitParams, {"protocol": "rlmrec"}, prefix="split"), 2023)
+    return root / "processed"
 
 
 @pytest.fixture(scope="session")

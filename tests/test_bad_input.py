@@ -10,7 +10,6 @@ exit code (2, no traceback) and that no partial output is left behind.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
-from conftest import FIXTURES, ROOT, shared_path
+from conftest import FIXTURES, ROOT, shared_path, stage
 
 from recpipe.config import ParamError, load_params, parse, section
 from recpipe.data.ingest import ingest
@@ -29,10 +28,7 @@ from recpipe.params import DatasetParams, IngestParams
 
 
 def _stage_main():
-    spec = importlib.util.spec_from_file_location("stage_ingest", ROOT / "stages" / "ingest.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    return stage.main
+    return stage("ingest").main
 
 
 def run_stage(tmp_path: Path, fmt: str, folder: Path, **ingest_params) -> tuple[int, Path]:

@@ -4,7 +4,6 @@ validation-only selection, and the `baselines` stage end to end on the RLMRec Am
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
-from conftest import ROOT, shared_path
+from conftest import stage
 
 from recpipe.baselines import BPRMF, EASE, MODELS, BaselinesParams, ItemKNN, MostPopular
 from recpipe.baselines.bprmf import BPRMFParams
@@ -159,24 +158,13 @@ def test_bprmf_same_seed_same_result_and_selects_on_validation(tmp_path):
 
 
 def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_baselines", ROOT / "stages" / "baselines.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return stage("baselines")
 
 
 @pytest.fixture(scope="module")
-def amazon(tmp_path_factory) -> Path:
+def amazon(rlmrec_processed) -> Path:
     """The RLMRec Amazon-book release (11,000 users x 9,332 items) as data/processed."""
-    from recpipe.data.ingest import ingest
-    from recpipe.data.processed import build
-    from recpipe.params import DatasetParams, IngestParams, SplitParams
-
-    src = shared_path("rlmrec", "amazon")
-    root = tmp_path_factory.mktemp("amazon")
-    ingest(DatasetParams(format="rlmrec", path=str(src)), IngestParams(), root / "interim")
-    build(root / "interim", root / "processed", parse(SplitParams, {"protocol": "rlmrec"}, prefix="split"), 2023)
-    return root / "processed"
+    return rlmrec_processed
 
 
 # trains in ~10-20 s on 2 cores (measured: see the lead's report)

@@ -6,7 +6,6 @@ is shared too, so only the first test pays for encoding the 147 item texts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, shared_path
+from conftest import shared_path, stage
 
 from recpipe.data.ingest import ingest
 from recpipe.data.processed import build
@@ -209,10 +208,7 @@ def test_image_features_reject_duplicates_and_missing_keys_file(tmp_path):
 
 
 def test_stage_writes_metrics_and_rejects_bad_params(gift, encoder, cache_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("stage_embed", ROOT / "stages" / "embed.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    main = stage.main
+    main = stage("embed").main
     write_profiles(tmp_path / "profiles", 453, 147)
     args = ["--processed", str(gift), "--profiles", str(tmp_path / "profiles"), "--out",
             str(tmp_path / "emb"), "--cache", str(cache_dir), "--metrics", str(tmp_path / "m.json")]

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import shared_path
 from recpipe.eval import evaluator as ev
 from recpipe.eval.data import SplitData, from_frames
 from recpipe.eval.evaluator import evaluate, rank_units
@@ -226,18 +225,10 @@ def test_masked_items_never_returned_even_when_they_score_highest():
 
 
 @pytest.fixture(scope="module")
-def rlmrec_amazon(tmp_path_factory) -> SplitData:
-    from recpipe.config import parse
-    from recpipe.data.ingest import ingest
-    from recpipe.data.processed import build
+def rlmrec_amazon(rlmrec_processed) -> SplitData:
     from recpipe.eval.data import load_split
-    from recpipe.params import DatasetParams, IngestParams, SplitParams
 
-    src = shared_path("rlmrec", "amazon")
-    tmp = tmp_path_factory.mktemp("rlmrec")
-    ingest(DatasetParams(format="rlmrec", path=str(src)), IngestParams(), tmp / "interim")
-    build(tmp / "interim", tmp / "processed", parse(SplitParams, {"protocol": "rlmrec"}, prefix="split"), 2023)
-    return load_split(tmp / "processed")
+    return load_split(rlmrec_processed)
 
 
 def first_users(data: SplitData, n: int) -> SplitData:

@@ -215,16 +215,12 @@ def test_resumed_run_equals_uninterrupted(data, tmp_path):
 
 
 def test_stage_says_which_semantic_file_is_missing(tmp_path):
-    import importlib.util
-    import sys
 
-    from conftest import ROOT
     from recpipe.config import ParamError, parse
 
-    spec = importlib.util.spec_from_file_location("graph_stage", ROOT / "stages" / "graph.py")
-    stage = importlib.util.module_from_spec(spec)
-    sys.modules["graph_stage"] = stage  # dataclasses look their module up there
-    spec.loader.exec_module(stage)
+    from conftest import stage as load_stage
+
+    stage = load_stage("graph")
     p = parse(stage.GraphParams, {"align": "gen"}, prefix="graph")
     with pytest.raises(ParamError, match=r"graph.align=gen needs .*user_profile.npy.*dvc repro embed"):
         stage.semantic_tables(p, tmp_path / "processed", tmp_path / "embeddings")

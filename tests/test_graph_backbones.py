@@ -167,17 +167,13 @@ def test_gccf_concatenates_layers_and_self_loops_change_the_graph(small_split):
 
 
 def test_graph_stage_runs_several_seeds_and_reports_mean_and_std(small_processed, tmp_path):
-    import importlib.util
     import json
-    import sys
 
     import yaml
-    from conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location("graph_stage_seeds", ROOT / "stages" / "graph.py")
-    stage = importlib.util.module_from_spec(spec)
-    sys.modules["graph_stage_seeds"] = stage
-    spec.loader.exec_module(stage)
+    from conftest import stage as load_stage
+
+    stage = load_stage("graph")
     params = {"seed": 5, "eval": {"preset": "unified"},
               "graph": {"model": "gccf", "align": "none", "seeds": [1, 2], "device": "cpu",
                         "train": {"epochs": 2, "eval_every": 1, "batch_size": 512}}}

@@ -3,24 +3,18 @@ has loaded (recpipe/train/device.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import ROOT  # noqa: E402
+from conftest import stage  # noqa: E402
 from recpipe.config import ParamError, parse  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def GraphParams():
-    spec = importlib.util.spec_from_file_location("graph_stage_device", ROOT / "stages" / "graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["graph_stage_device"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod.GraphParams
+    return stage("graph").GraphParams
 
 
 @pytest.mark.parametrize("value", ["gpu", "cuda:", "cuda:x", "CPU", "cuda:-1", ""])

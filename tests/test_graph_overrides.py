@@ -7,9 +7,7 @@ records it in models/graph/hparams.json.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import yaml
@@ -17,6 +15,7 @@ import yaml
 pytest.importorskip("torch")
 
 from conftest import ROOT  # noqa: E402
+from conftest import stage as load_stage  # noqa: E402
 from recpipe.config import ParamError  # noqa: E402
 from recpipe.graph import presets  # noqa: E402
 
@@ -26,11 +25,7 @@ OFFICIAL_KD = {"lightgcn": 1e-2, "sgl": 1e-2, "simgcl": 1e-2, "dccf": 1e-2, "gcc
 
 @pytest.fixture(scope="module")
 def stage():
-    spec = importlib.util.spec_from_file_location("graph_stage_overrides", ROOT / "stages" / "graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["graph_stage_overrides"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_stage("graph")
 
 
 def _params(**graph) -> dict:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from conftest import md_tables
+from conftest import md_tables, stage
 from scipy import stats
 
 from recpipe.eval.report import ReportParams, build_report, collect_runs, leaderboard, read_curves
@@ -330,10 +329,7 @@ def test_dvclive_curves_are_read(project):
 
 
 def _stage():
-    spec = importlib.util.spec_from_file_location("stage_report", ROOT / "stages" / "report.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return stage("report")
 
 
 def test_stage_script_runs_and_rejects_bad_params(tmp_path, project, capsys):

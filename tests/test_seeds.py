@@ -3,7 +3,6 @@ numpy, per-seed files, unchanged single-seed output, and the report's mean ± st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, md_tables
+from conftest import md_tables, stage
 
 from recpipe.config import ParamError
 from recpipe.eval.report import ReportParams, build_report, collect_runs
@@ -25,10 +24,7 @@ BPR_SMALL = {"dim": 16, "lr": 0.05, "reg": 0.01, "batch_size": 512, "epochs": 6,
 
 
 def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_baselines", ROOT / "stages" / "baselines.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return stage("baselines")
 
 
 # ----------------------------------------------------------------------------- params

@@ -10,24 +10,19 @@ for such data runs through to the report. Before the fix `embed` stopped the pip
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from test_pipeline_dvc import make_repo, sh
 
-from conftest import ROOT, shared_path
+from conftest import shared_path, stage
 
 SKIPPED = "skipped: no text"
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}_textless",
-                                                  ROOT / "stages" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return stage(name)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +85,9 @@ def test_readme_command_for_the_rlmrec_release_runs_every_stage(repo):
              "-S", "graph.align=none", "-S", "baselines.models=[pop,bprmf]", check=False)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
-    for stage in ("ingest", "split", "profile", "embed", "baselines@pop", "baselines@bprmf",
+    for name in ("ingest", "split", "profile", "embed", "baselines@pop", "baselines@bprmf",
                   "graph", "report"):
-        assert f"Running stage '{stage}'" in res.stdout
+        assert f"Running stage '{name}'" in res.stdout
     assert "is empty" not in out  # every declared output holds something
     declared = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
                 for name in ("dataset", "profile", "embed", "pop", "bprmf", "graph")}
