@@ -25,7 +25,6 @@ from pathlib import Path
 
 from recpipe.config import ParamError, load_params, section
 
-CURVES = "curves"  # dvclive folder inside a model's folder (recpipe.eval.report reads it)
 
 
 def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
@@ -36,7 +35,8 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
     from recpipe.eval.protocol import resolve
-    from recpipe.eval.seeds import STD, Seed, pop_seeds, run_seeds
+    from recpipe.eval.output import CURVES, STD
+    from recpipe.eval.seeds import Seed, pop_seeds, run_seeds
     from recpipe.io import write_hparams
     from recpipe.train.device import pick_device
 

@@ -33,6 +33,7 @@ FULL_NAME = "metrics.json"  # the full flat file inside a stage's output folder
 HEADLINE_K = 20  # the cut-off whose test metrics are declared (nearest K when a preset lacks it)
 HEADLINE_METRICS = ("recall", "ndcg")  # `hr` stands in when a preset has no recall
 STD = "_std"  # suffix of a key's sample std over seeds (recpipe.eval.seeds)
+CURVES = "curves"  # a model folder's dvclive directory (models/<run>/curves/), read by the report
 _OVERALL = re.compile(r"^test/(?P<m>[a-z_]+)@(?P<k>\d+)$")
 
 

@@ -46,12 +46,11 @@ import numpy as np
 import polars as pl
 
 from recpipe.config import choice, rng
-from recpipe.eval.output import FULL_NAME
+from recpipe.eval.output import CURVES, FULL_NAME
 from recpipe.eval.significance import KEYS, PairedResult, fmt_mean_std, over_seeds, paired
 from recpipe.io import atomic_path, read_json, write_text
 
 NOT_RUNS = {"dataset.json", "ingest.json", "profile.json", "embed.json"}  # data stages
-CURVES = "curves"  # a model folder's dvclive directory: models/<run>/curves/
 _SEED_SUFFIX = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
 _PROTOCOL_KEYS = ("preset", "recall_denominator", "ndcg_idcg", "mask_valid_at_test")
 
@@ -330,8 +329,7 @@ def _no_targets(methods: dict[str, list[Run]]) -> list[str]:
     for m, seeds in methods.items():
         doms: set[str] = set()
         for r in seeds:
-            v = r.values.get("test/domains_without_targets",
-                             r.values.get("domains_without_targets"))
+            v = r.values.get("test/domains_without_targets")
             if isinstance(v, list):
                 doms.update(map(str, v))
         if doms:

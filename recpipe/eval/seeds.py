@@ -46,12 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recpipe.config import ParamError
-from recpipe.eval.output import FULL_NAME, write_headline, write_results
+from recpipe.eval.output import FULL_NAME, STD, write_headline, write_results
 from recpipe.eval.significance import over_seeds
 from recpipe.io import write_json
-from recpipe.train.seeds import _is_int, top_seed  # noqa: F401  (top_seed: one source of the seed)
+from recpipe.train.seeds import _is_int, top_seed
 
-STD = "_std"  # suffix of a key's sample std: `test/recall@20_std`
 PER_SEED_ONLY = ("seed", "per_user")  # facts about one seed, never aggregated
 _HINT = "write a list of distinct non-negative integers, e.g. [1, 2, 3]; [] = the top-level seed"
 
