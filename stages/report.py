@@ -6,7 +6,7 @@ extra full files `metrics/<m>-seed<k>.json` count as further seeds. Writes
 reports/leaderboard.md (one table per preset, mean ± std over seeds, `*` = paired test against
 the best baseline), reports/metric_vs_k.png and reports/curves.png. A stage that ran several
 seeds (`<stage>.seeds`) counts as one row with n seeds, its per-seed per-user values averaged
-before the test. Conventions (seeds, per-user files): recpipe/eval/report.py.
+before the test. Conventions (seeds, per-user files): recpipe/eval/report/__init__.py.
 """
 
 from __future__ import annotations
