@@ -64,10 +64,10 @@ class _Turns:
 def bench(model: str, align: str, data, epochs: int, device: str, sem, official=None) -> dict:
     from recpipe.eval.protocol import resolve
     from recpipe.graph.run import fit
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
 
     t0 = time.perf_counter()
-    res = fit(model, align, data, sem, TrainConfig(epochs=epochs, patience=epochs),
+    res = fit(model, align, data, sem, TrainConfig(epochs=epochs, patience=0),
               resolve({"preset": "rlmrec"}), 2023, mode="parity", device=device, progress=False,
               live=_Turns(official) if official else None)
     ep = [h["epoch_s"] for h in res["history"][1:]]

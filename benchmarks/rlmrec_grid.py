@@ -35,7 +35,7 @@ def one(job: dict) -> dict:
     from recpipe.eval.data import load_split
     from recpipe.eval.protocol import resolve
     from recpipe.graph.run import fit
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
 
     torch.set_num_threads(job["threads"])
     data = load_split(job["processed"])

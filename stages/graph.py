@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from recpipe.config import ParamError, choice, load_params, parse, rng, section
@@ -36,7 +36,7 @@ class GraphParams:
     device: str = "auto"
     # CPU threads for torch; 0 = torch's default (1 can be far faster on a busy machine)
     threads: int = field(default=0, metadata=rng(0))
-    # training loop (recpipe.graph.trainer.TrainConfig keys)
+    # training loop: recpipe.train.loop.TrainConfig keys (its defaults are RLMRec's)
     train: dict = field(default_factory=dict)
     # backbone/alignment keys on top of the preset, clean mode only, keyed by <model> (all its
     # alignments) or <model>-<align>, e.g. {lightgcn-con: {kd_weight: 0.001}} (presets.py)
@@ -75,7 +75,7 @@ class Plan:
     p: GraphParams
     bb_cfg: object  # the backbone's Config after preset, mode quirks and overrides
     al_cfg: object  # recpipe.graph.align.AlignConfig
-    tr_cfg: object  # recpipe.graph.trainer.TrainConfig
+    tr_cfg: object  # recpipe.train.loop.TrainConfig
     eval_cfg: object  # recpipe.eval.protocol.EvalConfig
     seeds: list
     overrides: dict  # {"applied": {...}, "not_applied": {...}} (parity: nothing applied)
@@ -87,7 +87,7 @@ def configure(params: dict) -> Plan:
     from recpipe.eval.seeds import parse_seeds
     from recpipe.train.seeds import top_seed
     from recpipe.graph.presets import build_configs, resolve_overrides
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
 
     p = section(params, "graph", GraphParams)
     eval_cfg = resolve_eval(params.get("eval"))
@@ -128,10 +128,10 @@ def run(plan: Plan, sem, args) -> None:
     from recpipe.train.device import pick_device
     from recpipe.eval.data import load_split
     from recpipe.eval.seeds import run_seeds
-    from recpipe.graph.checkpoint import fingerprint
     from recpipe.graph.presets import trained_hparams
     from recpipe.graph.run import fit
     from recpipe.io import write_hparams, write_npy
+    from recpipe.train.checkpoint import fingerprint
 
     p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds = (plan.p, plan.bb_cfg, plan.al_cfg, plan.tr_cfg,
                                                   plan.eval_cfg, plan.seeds)
@@ -149,7 +149,9 @@ def run(plan: Plan, sem, args) -> None:
 
     def one(s):  # s: recpipe.eval.seeds.Seed; s.under(x) = x, or x/seed<k> with several seeds
         t0 = time.perf_counter()
-        sig = fingerprint(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, s.value, data, *(x for x in sem if x is not None))
+        # the caps (epochs, max_steps, time_budget_s) are left out: a capped run continues
+        sig = fingerprint(replace(p, train={}), bb_cfg, al_cfg, tr_cfg.resume_key(), eval_cfg, s.value,
+                          data, *(x for x in sem if x is not None), code=("train", "eval", "graph"))
         with Live(str(s.under(args.plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
             res = fit(p.model, p.align, data, sem, tr_cfg, eval_cfg, s.value, device=device,
                       ckpt=s.under(out) / "ckpt", live=live, signature=sig, configs=(bb_cfg, al_cfg))

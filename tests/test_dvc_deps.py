@@ -182,9 +182,9 @@ def test_import_closure_follows_lazy_submodule_and_registry_imports():
     """The helper itself, on cases this code base relies on."""
     graph = {f.relative_to(ROOT).as_posix() for f in import_closure(ROOT / "stages/graph.py")}
     # `from recpipe.graph.run import fit` inside a function, and what run.py imports lazily
-    assert {"recpipe/graph/run.py", "recpipe/graph/trainer.py"} <= graph
-    # `from recpipe.graph import checkpoint`: a submodule named in a from-import
-    assert "recpipe/graph/checkpoint.py" in graph
+    assert {"recpipe/graph/run.py", "recpipe/train/loop.py"} <= graph
+    # `from recpipe.train import checkpoint` (in loop.py): a submodule named in a from-import
+    assert "recpipe/train/checkpoint.py" in graph
     # BACKBONES = {"lightgcn": "recpipe.graph.lightgcn:LightGCN", ...} loaded by registry.resolve
     assert {"recpipe/registry.py", "recpipe/graph/lightgcn.py"} <= graph
     # parent packages run first

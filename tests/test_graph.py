@@ -107,11 +107,11 @@ def test_retaining_freed_memory_is_idempotent():
 
 
 def test_sampler_covers_every_pair_once_with_true_negatives():
-    from recpipe.graph.sampler import BPRSampler
+    from recpipe.train.sampler import BPRBatches
 
     r = sp.random(40, 30, density=0.3, format="csr", random_state=2)
     r.data[:] = 1
-    s = BPRSampler(r, 64, seed=0)
+    s = BPRBatches(r, 64, seed=0)
     batches = list(s.epoch())
     u = np.concatenate([b[0] for b in batches])
     p = np.concatenate([b[1] for b in batches])
@@ -187,7 +187,8 @@ class _Recorder:
 
 def _train(data, tmp_path, epochs, ckpt=None, seed=0, align="none", patience=50, live=None):
     from recpipe.eval.protocol import resolve
-    from recpipe.graph.trainer import TrainConfig, train
+    from recpipe.graph.run import train
+    from recpipe.train.loop import TrainConfig
 
     rng = np.random.default_rng(1)
     sem = (rng.normal(size=(data.n_users, 8)), rng.normal(size=(data.n_items, 8)))
@@ -240,14 +241,14 @@ def test_resuming_a_finished_run_trains_nothing_more(data, tmp_path):
     assert len(again["history"]) == len(first["history"])
     assert again["test"].summary == first["test"].summary
     # the fresh dvclive directory still gets every epoch's curve point
-    assert [st["loss"] for st in live.steps] == [h["loss"] for h in first["history"]]
+    assert [st["train/loss"] for st in live.steps] == [h["loss"] for h in first["history"]]
 
 
 def test_checkpoint_fingerprint_covers_config_split_semantics_and_code(data, tmp_path, monkeypatch):
     import dataclasses
     import shutil
 
-    from recpipe.graph import checkpoint
+    from recpipe.train import checkpoint
     from recpipe.graph.lightgcn import LightGCNConfig
 
     sem = np.arange(12, dtype=np.float32).reshape(3, 4)
@@ -275,13 +276,13 @@ def test_sampler_terminates_when_a_user_has_every_item():
     import numpy as np
     import scipy.sparse as sp
 
-    from recpipe.graph.sampler import BPRSampler
+    from recpipe.train.sampler import BPRBatches
 
     dense = np.zeros((3, 4), dtype=np.float32)
     dense[0] = 1  # user 0 has all four items
     dense[1, :2] = 1
     dense[2, 3] = 1
-    s = BPRSampler(sp.csr_matrix(dense), batch_size=4, seed=0)
+    s = BPRBatches(sp.csr_matrix(dense), batch_size=4, seed=0)
     for _ in range(20):
         for u, p, n in s.epoch():
             others = ~np.isin(u, [0])

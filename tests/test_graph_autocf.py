@@ -323,7 +323,7 @@ def test_masks_are_redrawn_at_every_epoch_start_as_in_the_reference(small_split)
     epoch and fix_steps 10, every epoch's first batch redraws (not only every 10th batch)."""
     from recpipe.eval.protocol import resolve
     from recpipe.graph.run import fit
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
 
     draws = []
     from recpipe.graph import autocf

@@ -38,7 +38,8 @@ def _build(data, model, align, mode="clean", seed=0, **over):
 
 def _train(data, model, align, epochs=2, seed=0, ckpt=None):
     from recpipe.eval.protocol import resolve
-    from recpipe.graph.trainer import TrainConfig, train
+    from recpipe.graph.run import train
+    from recpipe.train.loop import TrainConfig
 
     m = _build(data, model, align, seed=seed)
     cfg = TrainConfig(batch_size=256, epochs=epochs, eval_every=1, patience=50)

@@ -121,7 +121,7 @@ def test_stage_writes_hparams_and_reports_an_override_parity_does_not_apply(stag
 
 
 def test_write_hparams_turns_dataclasses_into_mappings(tmp_path):
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
     from recpipe.io import write_hparams
 
     doc = write_hparams(tmp_path / "m" / "hparams.json", model="bprmf", train=TrainConfig(epochs=7), seeds=[1])

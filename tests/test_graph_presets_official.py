@@ -69,7 +69,7 @@ def test_parity_mode_trains_the_official_values(name):
 
 def test_train_defaults_are_the_shared_official_settings():
     pytest.importorskip("torch")
-    from recpipe.graph.trainer import TrainConfig
+    from recpipe.train.loop import TrainConfig
 
     s, t = OFFICIAL["shared"], TrainConfig()
     assert (t.lr, t.batch_size, t.epochs, t.eval_every, t.patience) == (

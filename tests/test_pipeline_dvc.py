@@ -50,7 +50,7 @@ def make_repo(repo: Path) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sample"].update(SMALL_SAMPLE)
     params["graph"]["train"].update(SHORT_TRAINING["graph"])
-    params["baselines"]["bprmf"].update(SHORT_TRAINING["bprmf"])
+    params["baselines"]["bprmf"]["train"].update(SHORT_TRAINING["bprmf"])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")

@@ -38,7 +38,7 @@ README = ROOT / "README.md"
 SMALL = {
     "sample": {"n_users": 150, "n_items": 120, "reviews_per_user_mean": 10.0},
     "graph.train": {"epochs": 2, "eval_every": 1},
-    "baselines.bprmf": {"epochs": 2, "eval_every": 1},
+    "baselines.bprmf.train": {"epochs": 2, "eval_every": 1},
     "profile": {"max_new_tokens": 24, "max_retries": 0},
 }
 # README placeholder -> folder under ../shared/data (and scale flags appended for that data)

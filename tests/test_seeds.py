@@ -19,8 +19,8 @@ from recpipe.eval.significance import fmt_mean_std
 
 SEEDS = [1, 2, 3]
 # a few epochs on the small split: seconds per seed, enough for seeds to disagree
-BPR_SMALL = {"dim": 16, "lr": 0.05, "reg": 0.01, "batch_size": 512, "epochs": 6,
-             "eval_every": 3, "patience": 2}
+BPR_SMALL = {"dim": 16, "reg": 0.01, "train": {"lr": 0.05, "batch_size": 512, "epochs": 6,
+                                               "eval_every": 3, "patience": 2}}
 
 
 def load_stage():
@@ -179,7 +179,7 @@ def test_per_seed_files_and_the_mean_std_file(multi):
         hp = json.loads((folder / "hparams.json").read_text())
         assert hp["model"] == model and hp["seeds"] == SEEDS and hp["device"] == "cpu"
         if model == "bprmf":
-            assert hp["params"]["epochs"] == BPR_SMALL["epochs"] and hp["params"]["dim"] == 16
+            assert hp["params"]["train"]["epochs"] == BPR_SMALL["train"]["epochs"] and hp["params"]["dim"] == 16
         assert agg["model"] == model and agg["seeds"] == 3 and agg["seed_list"] == SEEDS
         assert agg["per_seed"] == [f"models/baselines/{model}/seed{s}/metrics.json" for s in SEEDS]
         assert "seed" not in agg and "per_user" not in agg
@@ -198,7 +198,7 @@ def test_per_seed_files_and_the_mean_std_file(multi):
     assert json.loads((root / "metrics/bprmf.json").read_text())["test/ndcg@20_std"] > 0
     for s in SEEDS:
         tsv = root / f"models/baselines/bprmf/seed{s}/curves/plots/metrics/valid/recall@20.tsv"
-        assert pl.read_csv(tsv, separator="\t")["step"].to_list()[:2] == [3, 6]
+        assert pl.read_csv(tsv, separator="\t")["step"].to_list()[:2] == [0, 3]
     assert not (root / "plots").exists()  # no plots folder, so none is ever empty
     # MostPopular ignores the seed: identical seeds, std exactly 0
     pop = json.loads((root / "models/baselines/pop/metrics.json").read_text())

@@ -2,19 +2,17 @@
 
 Paper: S. Rendle, C. Freudenthaler, Z. Gantner, L. Schmidt-Thieme, "BPR: Bayesian Personalized
 Ranking from Implicit Feedback", UAI 2009. Reference code: RecBole
-`recbole/model/general_recommender/bpr.py` (https://github.com/RUCAIBox/RecBole); the
-validation/selection loop follows HKUDS/RLMRec `encoder/trainer/trainer.py`
-(https://github.com/HKUDS/RLMRec): check every 3 epochs, patience 5 checks.
+`recbole/model/general_recommender/bpr.py` (https://github.com/RUCAIBox/RecBole).
 
     score(u, i) = e_u . e_i                     e_u, e_i in R^dim
     loss = -mean log sigmoid(score(u, i) - score(u, j)) + reg/2 * mean(|e_u|^2 + |e_i|^2 + |e_j|^2)
 
 over triples (u, i, j): every training pair (u, i) once per epoch, j drawn uniformly from the
-items u did not interact with (rejection sampling, vectorised over the whole epoch). Adam.
+items u did not interact with (recpipe.train.sampler.BPRBatches). Adam.
 
-Model selection (evaluation.md sec. 6): every `eval_every` epochs the model is ranked on the
-**validation** part; the best state by `select` (validation Recall@20) is kept and training
-stops after `patience` checks without improvement. Test is never looked at here: the caller
+Training and selection are the shared loop's (recpipe.train.loop.fit, `baselines.bprmf.train`):
+validation after 0-based epochs 0, 3, 6, ..., the best state by validation Recall@20 kept,
+stop after 5 validations without improvement. Test is never looked at here: the caller
 evaluates it once, on the kept state. The curve goes to dvclive (when `log_dir` is given) and
 to `self.curve`.
 """
@@ -22,8 +20,7 @@ to `self.curve`.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,43 +29,55 @@ import scipy.sparse as sp
 from recpipe.config import rng
 
 
+# BPR-MF's training defaults (params.yaml `baselines.bprmf.train` keys replace them)
+TRAIN_DEFAULTS = {"lr": 0.01, "batch_size": 4096, "epochs": 200, "eval_every": 3, "patience": 5,
+                  "select_metric": "recall@20"}
+
+
 @dataclass
 class BPRMFParams:
     # embedding width of users and items
     dim: int = field(default=64, metadata=rng(1))
-    # Adam learning rate
-    lr: float = field(default=0.01, metadata=rng(0.0, lo_open=True))
     # L2 weight: reg/2 x the batch mean of |e_u|^2 + |e_i|^2 + |e_j|^2
     reg: float = field(default=0.05, metadata=rng(0.0))
-    # (u, i, j) triples per optimiser step
-    batch_size: int = field(default=4096, metadata=rng(1))
-    # maximum epochs (one epoch = every training pair once)
-    epochs: int = field(default=200, metadata=rng(1))
-    # validate every this many epochs (RLMRec: 3)
-    eval_every: int = field(default=3, metadata=rng(1))
-    # stop after this many validations without improvement (RLMRec: 5); 0 = never stop early
-    patience: int = field(default=5, metadata=rng(0))
-    # validation metric that selects the kept state (must be one the eval preset computes)
-    select: str = "recall@20"
     # std of the normal initialisation (Rendle et al.: 0.1)
     init_std: float = field(default=0.1, metadata=rng(0.0, lo_open=True))
     # CPU threads for the training steps; 0 = torch's default. The steps are small
     # (batch x dim), so 1 thread is as fast on an idle machine and ~10x faster on a busy one
     threads: int = field(default=1, metadata=rng(0))
+    # the training loop's keys (recpipe.train.loop.TrainConfig) over TRAIN_DEFAULTS
+    train: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        # a bad key or value stops the stage at parse time; the resolved keys (defaults filled
+        # in) are what hparams.json records
+        self.train = asdict(self.train_config())
+
+    def train_config(self):
+        from recpipe.train.loop import train_config
+
+        return train_config(self.train, TRAIN_DEFAULTS, "baselines.bprmf.train")
 
 
-@contextmanager
-def _threads(n: int):
-    """Run the block with `n` torch CPU threads (0 = leave as is), then restore."""
+def _module(n_users: int, n_items: int, p: BPRMFParams, seed: int):
+    """The two embedding tables as an nn.Module with the loop's `loss(users, pos, neg)`."""
     import torch
+    import torch.nn.functional as F
 
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    class MF(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(seed)
+            self.user = torch.nn.Parameter(torch.randn(n_users, p.dim, generator=g) * p.init_std)
+            self.item = torch.nn.Parameter(torch.randn(n_items, p.dim, generator=g) * p.init_std)
+
+        def loss(self, u, i, j):
+            eu, ei, ej = self.user[u], self.item[i], self.item[j]  # (B, dim) each
+            x = (eu * (ei - ej)).sum(dim=1)  # (B,) score(u, i) - score(u, j)
+            l2 = (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum()) / (2 * len(u))
+            return -F.logsigmoid(x).mean() + p.reg * l2
+
+    return MF()
 
 
 class BPRMF:
@@ -88,95 +97,35 @@ class BPRMF:
     def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None, data=None,
             cfg=None) -> BPRMF:
         """Train on `train`; select on `data`'s validation part under eval config `cfg`."""
-        import torch
-        from tqdm import tqdm
-
-        from recpipe.train.sampler import NegativeSampler
+        from recpipe.eval.evaluator import evaluate
+        from recpipe.train.loop import fit
+        from recpipe.train.sampler import BPRBatches
         from recpipe.train.seeds import seed_everything
 
-        p = self.params
-        dev = torch.device(self.device)
+        p, tc = self.params, self.params.train_config()
         seed_everything(self.seed)
-        gen = np.random.default_rng(self.seed)
-        tgen = torch.Generator().manual_seed(self.seed)
-        coo = train.tocoo()
-        n_users, n_items = train.shape
-        u_all, i_all = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        negatives = NegativeSampler(train, gen)  # uniform, training items excluded
-        user_w = torch.nn.Parameter((torch.randn(n_users, p.dim, generator=tgen) * p.init_std).to(dev))
-        item_w = torch.nn.Parameter((torch.randn(n_items, p.dim, generator=tgen) * p.init_std).to(dev))
-        opt = torch.optim.Adam([user_w, item_w], lr=p.lr)
+        model = _module(*train.shape, p, self.seed).to(self.device)
         selecting = valid is not None and data is not None and cfg is not None and valid.nnz > 0
+        validate = (lambda m: evaluate(self._scorer(m), data, cfg, "valid").summary) if selecting else None
         live = self._live()
-        best, best_state, bad = -np.inf, None, 0
-        bar = tqdm(range(1, p.epochs + 1), desc="bprmf", leave=False)  # TQDM_DISABLE=1 hides it
-        for epoch in bar:
-            order = gen.permutation(len(u_all))  # (nnz,) every training pair once
-            u_ep, i_ep = u_all[order], i_all[order]
-            j_ep = negatives.draw(u_ep)
-            with _threads(p.threads):
-                mean_loss = self._epoch(u_ep, i_ep, j_ep, user_w, item_w, opt)
-            if live is not None:
-                live.step = epoch
-                live.log_metric("train/loss", mean_loss)
-            check = selecting and (epoch % p.eval_every == 0 or epoch == p.epochs)
-            if check:
-                summary = self._validate(user_w, item_w, data, cfg)
-                if p.select not in summary:
-                    raise ValueError(f"baselines.bprmf.select={p.select!r} is not computed by the "
-                                     f"eval preset; available: {', '.join(sorted(summary))}")
-                row = {"epoch": epoch, "loss": mean_loss,
-                       **{f"valid/{k}": v for k, v in summary.items() if "@" in k}}
-                self.curve.append(row)
-                if live is not None:
-                    for k in dict.fromkeys((p.select, "recall@20", "ndcg@20")):  # ordered, no repeats
-                        if k in summary:
-                            live.log_metric(f"valid/{k}", summary[k])
-                if summary[p.select] > best:
-                    best, bad, self.selected_epoch = summary[p.select], 0, epoch
-                    best_state = (user_w.detach().clone(), item_w.detach().clone())
-                else:
-                    bad += 1
-                bar.set_postfix(loss=f"{mean_loss:.4f}", best=f"{best:.4f}@{self.selected_epoch}")
-            if live is not None:
-                live.next_step()
-            if check and p.patience and bad >= p.patience:
-                break
-        if best_state is None:  # no validation: keep the last state
-            best_state, self.selected_epoch = (user_w.detach(), item_w.detach()), epoch
-        self.user_emb = best_state[0].cpu().numpy().astype(np.float32)
-        self.item_emb = best_state[1].cpu().numpy().astype(np.float32)
+        res = fit(model, BPRBatches(train, tc.batch_size, self.seed), tc, validate=validate,
+                  device=self.device, live=live, desc="bprmf", step_threads=p.threads)
+        # one row per validation: epoch, loss, valid/* (timings left out: same seed, same curve)
+        self.curve = [{k: v for k, v in r.items() if not k.endswith("_s")} for r in res.history if "eval_s" in r]
+        self.selected_epoch = res.best_epoch
+        self.user_emb, self.item_emb = (w.detach().cpu().numpy().astype(np.float32)
+                                        for w in (model.user, model.item))
         if live is not None:
-            live.summary["selected_epoch"] = self.selected_epoch
-            live.summary[f"best_valid/{p.select}"] = float(best) if np.isfinite(best) else None
+            live.summary["selected_epoch"] = res.best_epoch
+            live.summary[f"best_valid/{tc.select_metric}"] = res.best_score
             live.end()
         return self
 
-    def _epoch(self, u_ep, i_ep, j_ep, user_w, item_w, opt) -> float:
-        """One pass of Adam steps over the (u, i, j) triples; returns the mean loss."""
-        import torch
-        import torch.nn.functional as F
-
-        p, dev, total = self.params, user_w.device, 0.0
-        for s in range(0, len(u_ep), p.batch_size):
-            u, i, j = (torch.from_numpy(a[s:s + p.batch_size]).to(dev) for a in (u_ep, i_ep, j_ep))
-            eu, ei, ej = user_w[u], item_w[i], item_w[j]  # (B, dim) each
-            x = (eu * (ei - ej)).sum(dim=1)  # (B,) score(u, i) - score(u, j)
-            l2 = (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum()) / (2 * len(u))
-            loss = -F.logsigmoid(x).mean() + p.reg * l2
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(u)
-        return total / len(u_ep)
-
-    def _validate(self, user_w, item_w, data, cfg) -> dict:
-        from recpipe.eval.evaluator import evaluate
+    def _scorer(self, model):
         from recpipe.eval.scorers import EmbeddingScorer
 
-        scorer = EmbeddingScorer(user_w.detach().cpu().numpy(), item_w.detach().cpu().numpy(),
-                                 device=self.device)
-        return evaluate(scorer, data, cfg, "valid").summary
+        return EmbeddingScorer(model.user.detach().cpu().numpy(), model.item.detach().cpu().numpy(),
+                               device=self.device)
 
     def _live(self):
         if self.log_dir is None:

@@ -58,6 +58,13 @@ class Plain(nn.Module):
         final = self.backbone.encode(train=True)
         return self.backbone.backbone_loss(final, users, pos, neg)
 
+    def on_epoch_start(self) -> None:
+        """The training loop's per-epoch hook, passed on to a backbone with per-epoch state
+        (AutoCF's batch counter)."""
+        hook = getattr(self.backbone, "on_epoch_start", None)
+        if hook is not None:
+            hook()
+
     def embeddings(self):
         """(users (U, out), items (I, out)) for the evaluator: the backbone's cached ones (the
         alignment's projection, decoder and mask token take no part in scoring)."""

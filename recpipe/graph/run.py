@@ -1,5 +1,8 @@
 """One graph run, composed the same way wherever it happens (the `graph` stage, the
-benchmarks, the 18-run grid): preset configs -> adjacency -> backbone -> alignment -> train.
+benchmarks, the 18-run grid): preset configs -> adjacency -> backbone -> alignment (`build`),
+then recpipe.train.loop.fit on BPR batches with validation selection, and valid and test
+evaluated once at the kept state (`train`). The loop's TrainConfig defaults are RLMRec's
+(lr 1e-3, batch 4096, validate every 3 epochs, patience 5, at most 3000 epochs).
 """
 
 from __future__ import annotations
@@ -7,11 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode: str = "clean",
-        kind: str = "amazon", overrides: dict | None = None, device: str = "cpu",
-        ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
-        configs=None) -> dict:
-    """Train `model` x `align` on `data` (SplitData) and return the trainer's result dict.
+def scorer(model, device):
+    """The evaluator's view of a graph model: its final user and item embeddings."""
+    from recpipe.eval.scorers import EmbeddingScorer
+
+    u, i = model.embeddings()
+    return EmbeddingScorer(u.detach().cpu().numpy(), i.detach().cpu().numpy(), device=str(device))
+
+
+def build(model: str, align: str, data, sem, seed: int, *, mode: str = "clean",
+          kind: str = "amazon", overrides: dict | None = None, device: str = "cpu", configs=None):
+    """The backbone `model` on `data`'s training graph, wrapped for `align`, on `device`.
 
     `sem` = (user (U, S), item (I, S)) semantic tables or (None, None) for align=none;
     `configs` = an already built (backbone config, AlignConfig) pair (else from the presets,
@@ -22,7 +31,6 @@ def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode:
     from recpipe.graph.allocator import retain_freed_memory
     from recpipe.graph.align import wrap
     from recpipe.graph.presets import build_configs
-    from recpipe.graph.trainer import train
     from recpipe.train.seeds import seed_everything
 
     bb_cfg, al_cfg = configs or build_configs(model, align, kind, mode, overrides)
@@ -30,6 +38,33 @@ def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode:
     seed_everything(seed)
     graph = Graph(bipartite(data.train, getattr(bb_cfg, "self_loops", False)), device)
     backbone = get_backbone(model)(data.n_users, data.n_items, graph, bb_cfg)
-    wrapped = wrap(align, backbone, sem[0], sem[1], al_cfg, seed=seed).to(device)
+    return wrap(align, backbone, sem[0], sem[1], al_cfg, seed=seed).to(device)
+
+
+def train(model, data, tr_cfg, eval_cfg, seed: int, *, device: str = "cpu",
+          ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
+          desc: str = "graph") -> dict:
+    """Train a built graph model; return {"valid", "test": EvalResult at the kept state,
+    "best_epoch", "history", "scorer", "fit": recpipe.train.loop.FitResult}."""
+    from recpipe.eval.evaluator import evaluate
+    from recpipe.train.loop import fit
+    from recpipe.train.sampler import BPRBatches
+
+    res = fit(model, BPRBatches(data.train, tr_cfg.batch_size, seed), tr_cfg, device=device,
+              ckpt=ckpt, signature=signature, live=live, progress=progress, desc=desc,
+              validate=lambda m: evaluate(scorer(m, device), data, eval_cfg, part="valid").summary)
+    s = scorer(model, device)
+    return {"valid": evaluate(s, data, eval_cfg, part="valid"),
+            "test": evaluate(s, data, eval_cfg, part="test"),
+            "best_epoch": res.best_epoch, "history": res.history, "scorer": s, "fit": res}
+
+
+def fit(model: str, align: str, data, sem, tr_cfg, eval_cfg, seed: int, *, mode: str = "clean",
+        kind: str = "amazon", overrides: dict | None = None, device: str = "cpu",
+        ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
+        configs=None) -> dict:
+    """`build` then `train`: one backbone x alignment run on `data` (SplitData)."""
+    wrapped = build(model, align, data, sem, seed, mode=mode, kind=kind, overrides=overrides,
+                    device=device, configs=configs)
     return train(wrapped, data, tr_cfg, eval_cfg, seed, device=device, ckpt=ckpt, live=live,
-                 progress=progress, signature=signature)
+                 signature=signature, progress=progress, desc=f"{model}-{align}")

@@ -11,6 +11,7 @@ for values that need it.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 from recpipe.config import ParamError
 
@@ -46,3 +47,21 @@ def pick_device(value: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with `n` torch CPU threads (0 = leave as is), then restore the old count.
+    Small steps (batch x 64 lookups) run as fast on 1 thread on an idle machine and far faster
+    on a busy one, while the validation pass around them keeps every core."""
+    if not n:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -112,3 +112,37 @@ class NegativeSampler:
                 todo = todo[~self._exhausted(users[todo], None if sets is None else sets[todo], t)]
             neg[todo] = self._sample(todo, sets)
         return neg
+
+
+class BPRBatches:
+    """The batch source of every BPR-trained model (graph backbones, BPR-MF): each epoch, every
+    training pair (u, i) once in a fresh shuffled order, with one negative j per pair, drawn
+    by `NegativeSampler` (uniform, redrawn while (u, j) is a training pair: rlmrec.md 5.1).
+
+    epoch() yields (users, pos, neg) int64 arrays of up to `batch_size` triples; `state()` /
+    `load_state()` give the generator state a checkpoint keeps.
+    """
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, seed: int):
+        coo = train.tocoo()
+        self.users = coo.row.astype(np.int64)  # (nnz,)
+        self.pos = coo.col.astype(np.int64)  # (nnz,)
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.negatives = NegativeSampler(train, self.rng)
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def epoch(self):
+        order = self.rng.permutation(len(self.users))
+        u, p = self.users[order], self.pos[order]
+        n = self.negatives.draw(u)  # the whole epoch's negatives in one vectorised draw
+        for s in range(0, len(u), self.batch_size):
+            yield u[s:s + self.batch_size], p[s:s + self.batch_size], n[s:s + self.batch_size]
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

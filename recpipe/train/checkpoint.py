@@ -1,8 +1,13 @@
-"""Pickle-free training checkpoints: tensors in safetensors, everything else in JSON.
+"""Pickle-free, single-file, atomic training checkpoints, and the fingerprint that guards them.
 
-A checkpoint holds the model, the optimiser state, the best model so far, RNG states and the
-training history, so an interrupted run resumes where it stopped and ends exactly as an
-uninterrupted one would. Written atomically (temporary names, then rename).
+One `<path>.safetensors` file holds the model, the optimiser state, the best state so far and
+the torch RNG states as tensors; everything else (the loop's counters and history, numpy
+generator states, the optimiser's param groups) travels as JSON in the file's metadata. One
+file written to a temporary name and renamed is atomic: a run killed at any instant leaves
+either the previous checkpoint or the new one, never a torn pair.
+
+A checkpoint is resumed only under the `fingerprint` it was written with (configs, split,
+arrays, code), so a persisted checkpoint of another configuration is never continued.
 """
 
 from __future__ import annotations
@@ -13,12 +18,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recpipe.io import atomic_path
 
+SUFFIX = ".safetensors"
 
-def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+
+def _file(path: str | Path) -> Path:
+    return Path(path).with_suffix(SUFFIX)
+
+
+def _flat_optimizer(opt) -> tuple[dict, dict]:
+    """Optimiser state -> (tensors "opt.<pid>.<key>", JSON-able rest)."""
+    import torch
+
     sd = opt.state_dict()
     tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
     for pid, st in sd["state"].items():
@@ -33,9 +46,10 @@ def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
 
 
 def save(path: str | Path, model, opt, best_state: dict | None, meta: dict, rng: dict) -> None:
+    """Write the checkpoint atomically. `meta`, `rng`: JSON-able (loop state, numpy RNG states)."""
+    import torch
     from safetensors.torch import save_file
 
-    path = Path(path)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
@@ -44,30 +58,37 @@ def save(path: str | Path, model, opt, best_state: dict | None, meta: dict, rng:
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout/noise drawn on the GPU
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    with atomic_path(path.with_suffix(".safetensors")) as tmp:
-        save_file(tensors, str(tmp))
     doc = {"meta": meta, "optimizer": opt_meta, "rng": rng, "has_best": best_state is not None}
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(doc))
+    with atomic_path(_file(path)) as tmp:
+        save_file(tensors, str(tmp), metadata={"recpipe": json.dumps(doc)})
 
 
 def exists(path: str | Path) -> bool:
-    path = Path(path)
-    return path.with_suffix(".json").exists() and path.with_suffix(".safetensors").exists()
+    return _file(path).exists()
+
+
+def _doc(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(_file(path)), framework="pt") as f:
+        return json.loads((f.metadata() or {})["recpipe"])
 
 
 def signature(path: str | Path) -> str | None:
-    """The configuration signature a checkpoint was written with."""
-    return json.loads(Path(path).with_suffix(".json").read_text())["meta"].get("signature")
+    """The fingerprint a checkpoint was written with (None: unreadable, so never resumed)."""
+    try:
+        return _doc(path)["meta"].get("signature")
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict, dict]:
-    """Restore model and optimiser in place; return (best_state, meta, rng)."""
+    """Restore model, optimiser and torch RNGs in place; return (best_state, meta, rng)."""
+    import torch
     from safetensors.torch import load_file
 
-    path = Path(path)
-    doc = json.loads(path.with_suffix(".json").read_text())
-    t = load_file(str(path.with_suffix(".safetensors")), device=str(device))
+    doc = _doc(path)
+    t = load_file(str(_file(path)), device=str(device))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     best = {k[5:]: v for k, v in t.items() if k.startswith("best.")} if doc["has_best"] else None
     state = {}
@@ -90,12 +111,13 @@ def code_digest(*packages: str, root: Path | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(*parts) -> str:
+def fingerprint(*parts, code: tuple[str, ...] = ("train", "eval")) -> str:
     """What a checkpoint may only be resumed under: the run's configs (dataclasses), its split
-    (SplitData: train and valid, which drive training and selection), arrays (the semantic
-    tables) and the code that trains and evaluates. A change to any of them, a bug fix in a
-    backbone included, starts training afresh instead of continuing stale state."""
-    h = hashlib.sha256(code_digest("graph", "eval").encode())
+    (anything with CSR `train` and `valid`: they drive training and selection), arrays (e.g.
+    semantic tables), other values by repr, and the sources of the recpipe sub-packages in
+    `code` (the caller adds its model's package, e.g. "graph"). A change to any of them, a bug
+    fix in a backbone included, starts training afresh instead of continuing stale state."""
+    h = hashlib.sha256(code_digest(*code).encode())
     for x in parts:
         if dataclasses.is_dataclass(x):
             h.update(repr(dataclasses.asdict(x)).encode())

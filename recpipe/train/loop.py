@@ -1,0 +1,309 @@
+"""The one training loop: `fit(model, data, cfg, validate=...) -> FitResult`.
+
+Every trained model (graph backbones, BPR-MF, and the sequence and LLM models after them)
+runs this loop, so selection, early stopping, resume and curves mean the same everywhere:
+
+- training by epochs (`epochs`) with optional caps on optimiser steps (`max_steps`) and
+  wall-clock seconds (`time_budget_s`, validation passes included);
+- validation after 0-based epoch e when e % eval_every == 0 (RLMRec's cadence: epochs 0, 3, 6,
+  ...) and after the last epoch a cap ends on; the state with the best `select_metric` is kept;
+  `patience` counts validations without improvement (0 = never stop early). Test is never
+  looked at here: callers evaluate it once, on the kept state;
+- `grad_accum` micro-batches per optimiser step (their losses scaled by 1/grad_accum, so k
+  micro-batches of b give the gradient of one batch of k*b when the loss is a batch mean);
+- optional autocast (`amp: bf16 | fp16`; fp16 with a gradient scaler, on CUDA only);
+- a resumable checkpoint written at every validation (recpipe.train.checkpoint): model,
+  optimiser, best state, the loop's counters and every RNG, so a killed run resumed with the
+  same signature ends exactly as an uninterrupted one;
+- dvclive curves (`train/loss` every epoch, `valid/<metric>` every validation) and a progress bar.
+
+What the loop needs from its arguments (duck-typed, so a model is a plain nn.Module):
+    model.loss(*batch) -> loss or (loss, parts)   the batch's mean loss (a 0-d tensor)
+    model.on_epoch_start()                        optional per-epoch hook (AutoCF's counter)
+    model.rng                                     optional numpy Generator, checkpointed
+    data.epoch() -> iterable of batches           one epoch; a batch is a tuple of arrays
+    data.state() / data.load_state(s)             the batch source's RNG state (JSON-able)
+    validate(model) -> {metric: value}            the validation summary (no grad, eval mode)
+
+Everything device-specific goes through `_Backend`, the seam where the LLM stages plug in
+accelerate (its `backward`, `autocast` and main-process test) without a second loop.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from recpipe.config import ParamError, choice, parse, rng
+
+CAPS = ("epochs", "max_steps", "time_budget_s")  # where training stops, not what it computes
+
+
+@dataclass
+class TrainConfig:
+    # maximum epochs (one epoch = one pass of the batch source; early stopping usually ends sooner)
+    epochs: int = field(default=3000, metadata=rng(1))
+    # maximum optimiser steps over the whole run; 0 = no cap
+    max_steps: int = field(default=0, metadata=rng(0))
+    # wall-clock seconds for training and its validations; 0 = no cap. The state at the cap is
+    # validated too, so a capped run still returns its best validated state
+    time_budget_s: float = field(default=0.0, metadata=rng(0.0))
+    # validate after 0-based epochs 0, k, 2k, ... (RLMRec: 3)
+    eval_every: int = field(default=3, metadata=rng(1))
+    # validations without improvement before stopping (RLMRec: 5); 0 = never stop early
+    patience: int = field(default=5, metadata=rng(0))
+    # validation metric that selects the kept state (one the eval preset computes)
+    select_metric: str = "recall@20"
+    # Adam learning rate
+    lr: float = field(default=1e-3, metadata=rng(0.0, None, lo_open=True))
+    # examples per micro-batch (the batch source's batch size)
+    batch_size: int = field(default=4096, metadata=rng(1))
+    # micro-batches per optimiser step
+    grad_accum: int = field(default=1, metadata=rng(1))
+    # autocast dtype: none | bf16 | fp16 (fp16: CUDA only, with a gradient scaler)
+    amp: str = field(default="none", metadata=choice("none", "bf16", "fp16"))
+
+    def resume_key(self) -> dict:
+        """The fields a checkpoint must agree on to be continued (not the caps: a run stopped
+        by its budget continues when resumed with a larger one)."""
+        return {k: v for k, v in asdict(self).items() if k not in CAPS}
+
+
+def train_config(given: dict | None, defaults: dict, key: str) -> TrainConfig:
+    """Parse a `<stage>.train` mapping over the model's own defaults; errors name `key`."""
+    return parse(TrainConfig, {**defaults, **(given or {})}, prefix=key)
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns; the model holds the kept state when it returns."""
+
+    best_epoch: int  # 0-based epoch of the kept state (the last epoch run when nothing validated)
+    best_score: float | None  # its validation `select_metric` (None without validation)
+    select_metric: str
+    epochs: int  # epochs run, resumed ones included
+    steps: int  # optimiser steps, resumed ones included
+    stopped: str  # patience | epochs | max_steps | time_budget
+    elapsed_s: float  # training + validation seconds, resumed ones included
+    history: list[dict] = field(default_factory=list)  # one row per epoch: loss, timings, valid/*
+
+
+class _Backend:
+    """Plain torch on one device: autocast, backward and step (with a scaler for fp16)."""
+
+    def __init__(self, device: str, amp: str):
+        import torch
+
+        self.device = torch.device(device)
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ParamError(f"train.amp: 'fp16' needs a CUDA device (got {device}); use bf16 or none")
+        self.dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.is_main = True
+
+    def autocast(self):
+        import torch
+
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def backward(self, loss) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, opt) -> None:
+        if self.scaler:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def to_device(self, batch):
+        import numpy as np
+        import torch
+
+        return tuple(torch.from_numpy(x).to(self.device) if isinstance(x, np.ndarray)
+                     else x.to(self.device) if torch.is_tensor(x) else x for x in batch)
+
+
+def _log(live, row: dict) -> None:
+    """One epoch's row as one dvclive step: the training loss and the validation metrics."""
+    if live is None:
+        return
+    live.step = row["epoch"]
+    live.log_metric("train/loss", row["loss"])
+    for k, v in row.items():
+        if k.startswith("valid/") and isinstance(v, (int, float)):
+            live.log_metric(k, v)
+    live.next_step()
+
+
+@dataclass
+class _State:
+    """The loop's counters: what a checkpoint restores besides tensors and RNGs."""
+
+    epoch: int = 0  # next epoch to run
+    steps: int = 0
+    best: float = float("-inf")
+    best_epoch: int = -1
+    bad: int = 0
+    elapsed_s: float = 0.0
+    stopped: str = ""
+    history: list = field(default_factory=list)
+
+
+def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | None = None,
+        device: str = "cpu", ckpt: str | Path | None = None, signature: str = "", live=None,
+        progress: bool = True, desc: str = "train", optimizer=None,
+        step_threads: int = 0) -> FitResult:
+    """Train `model` on `data` under `cfg`, select on `validate`, return a FitResult.
+
+    `optimizer`: default Adam(lr); `step_threads`: torch CPU threads for the training steps only
+    (0 = leave as is); `signature`: the caller's fingerprint, a checkpoint under another one is
+    ignored (recpipe.train.checkpoint.fingerprint).
+    """
+    import copy
+
+    import torch
+    from tqdm import tqdm
+
+    from recpipe.train import checkpoint
+    from recpipe.train.device import torch_threads
+
+    be = _Backend(device, cfg.amp)
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    st, best_state = _State(), None
+    if ckpt is not None and checkpoint.exists(ckpt):
+        if checkpoint.signature(ckpt) != signature:
+            print(f"{desc}: ignoring checkpoint {ckpt}: another configuration, split or code")
+        else:
+            best_state, meta, rngs = checkpoint.load(ckpt, model, opt, be.device)
+            st = _State(**meta["loop"])
+            data.load_state(rngs["data"])
+            if "model" in rngs:
+                model.rng.bit_generator.state = rngs["model"]
+            if be.scaler is not None and "scaler" in meta:
+                be.scaler.load_state_dict(meta["scaler"])
+            if st.stopped and not _can_continue(st, cfg):
+                st.epoch = cfg.epochs  # that run had ended: nothing left to train
+            st.stopped = ""
+            print(f"{desc}: resumed from {ckpt} at epoch {st.epoch}")
+            for row in st.history:  # a fresh dvclive directory: the curves start from 0 again
+                _log(live, row)
+
+    def save():
+        if ckpt is None or not be.is_main:
+            return
+        rngs = {"data": data.state()}
+        if getattr(model, "rng", None) is not None:
+            rngs["model"] = model.rng.bit_generator.state
+        meta = {"loop": asdict(st), "signature": signature}
+        if be.scaler is not None:
+            meta["scaler"] = be.scaler.state_dict()
+        checkpoint.save(ckpt, model, opt, best_state, meta, rngs)
+
+    t_start = time.perf_counter() - st.elapsed_s
+    over_budget = lambda: cfg.time_budget_s and time.perf_counter() - t_start >= cfg.time_budget_s
+    quiet = {} if progress else {"disable": True}  # else TQDM_DISABLE=1 still hides it
+    bar = tqdm(range(st.epoch, cfg.epochs), desc=desc, leave=False, mininterval=1.0, **quiet)
+    for epoch in bar:
+        model.train()
+        if hasattr(model, "on_epoch_start"):
+            model.on_epoch_start()
+        t0, total, n, pending = time.perf_counter(), 0.0, 0, 0
+
+        def step(micro: int) -> None:
+            """One optimiser step over `micro` accumulated micro-batches; then the caps."""
+            if micro < cfg.grad_accum:  # an epoch's remainder: its grads were scaled 1/grad_accum
+                for g in (q.grad for q in model.parameters() if q.grad is not None):
+                    g.mul_(cfg.grad_accum / micro)
+            be.step(opt)
+            st.steps += 1
+            if cfg.max_steps and st.steps >= cfg.max_steps:
+                st.stopped = "max_steps"
+            elif over_budget():
+                st.stopped = "time_budget"
+
+        with torch_threads(step_threads):
+            for batch in data.epoch():
+                with be.autocast():
+                    out = model.loss(*be.to_device(batch))
+                loss = out[0] if isinstance(out, tuple) else out
+                be.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
+                total, n, pending = total + loss.detach().float(), n + 1, pending + 1  # no sync
+                if pending == cfg.grad_accum:
+                    step(pending)
+                    pending = 0
+                    if st.stopped:
+                        break
+            if pending:
+                step(pending)
+        row = {"epoch": epoch, "loss": float(total) / max(n, 1), "epoch_s": time.perf_counter() - t0}
+        st.epoch = epoch + 1
+        if not st.stopped and st.epoch >= cfg.epochs:
+            st.stopped = "epochs"
+        if validate is not None and (epoch % cfg.eval_every == 0 or st.stopped):
+            score = _validate(model, validate, cfg, row)
+            if score > st.best:
+                st.best, st.best_epoch, st.bad = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                st.bad += 1
+            if cfg.patience and st.bad >= cfg.patience:
+                st.stopped = "patience"
+        st.history.append(row)
+        _log(live, row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{st.best:.4f}")
+        if not st.stopped and over_budget():
+            st.stopped = "time_budget"
+            if validate is not None and "eval_s" not in row:
+                # the budget ran out between validations: validate this last state as well
+                score = _validate(model, validate, cfg, row)
+                if score > st.best:
+                    st.best, st.best_epoch = score, epoch
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        st.elapsed_s = time.perf_counter() - t_start
+        if "eval_s" in row or st.stopped:
+            save()
+        if st.stopped:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        st.best_epoch = st.epoch - 1  # nothing validated: the last state is the result
+    model.eval()
+    return FitResult(best_epoch=st.best_epoch, select_metric=cfg.select_metric,
+                     best_score=st.best if best_state is not None else None,
+                     epochs=st.epoch, steps=st.steps, stopped=st.stopped or "epochs",
+                     elapsed_s=st.elapsed_s, history=st.history)
+
+
+def _can_continue(st: _State, cfg: TrainConfig) -> bool:
+    """A resumed run that had stopped on a cap goes on when the new caps leave room."""
+    if st.stopped == "patience":
+        return False
+    return (st.epoch < cfg.epochs and (not cfg.max_steps or st.steps < cfg.max_steps)
+            and (not cfg.time_budget_s or st.elapsed_s < cfg.time_budget_s))
+
+
+def _validate(model, validate, cfg: TrainConfig, row: dict) -> float:
+    """Run `validate` in eval mode without grad; add valid/* and eval_s to `row`; return the
+    selection score."""
+    import torch
+
+    model.eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        summary = validate(model)
+    row.update({f"valid/{k}": v for k, v in summary.items()
+                if "/" not in k and isinstance(v, (int, float))}, eval_s=time.perf_counter() - t)
+    if cfg.select_metric not in summary:
+        have = ", ".join(sorted(k for k in summary if "@" in k))
+        raise ParamError(f"train.select_metric: {cfg.select_metric!r} is not computed by the "
+                         f"eval preset; choose one of {have}")
+    return float(summary[cfg.select_metric])
