@@ -188,7 +188,10 @@ def test_a_killed_training_subprocess_resumes_to_the_uninterrupted_result(small_
     script = tmp_path / "run.py"
     script.write_text(KILLED_RUN)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    run = lambda ckpt, out, delay: [sys.executable, str(script), str(small_processed), ckpt, str(out), delay]
+
+    def run(ckpt: str, out: Path, delay: str) -> list[str]:
+        return [sys.executable, str(script), str(small_processed), ckpt, str(out), delay]
+
     subprocess.run(run("", tmp_path / "full.json", "0"), env=env, check=True, timeout=300)
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(run(str(ckpt), tmp_path / "killed.json", "0.02"), env=env)

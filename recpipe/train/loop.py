@@ -126,8 +126,14 @@ class _Backend:
         import numpy as np
         import torch
 
-        return tuple(torch.from_numpy(x).to(self.device) if isinstance(x, np.ndarray)
-                     else x.to(self.device) if torch.is_tensor(x) else x for x in batch)
+        def move(x):
+            if isinstance(x, np.ndarray):
+                return torch.from_numpy(x).to(self.device)
+            return x.to(self.device) if torch.is_tensor(x) else x
+
+        if isinstance(batch, dict):
+            return {k: move(v) for k, v in batch.items()}
+        return tuple(move(x) for x in batch)
 
 
 def _log(live, row: dict) -> None:
@@ -166,8 +172,6 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
     (0 = leave as is); `signature`: the caller's fingerprint, a checkpoint under another one is
     ignored (recpipe.train.checkpoint.fingerprint).
     """
-    import copy
-
     import torch
     from tqdm import tqdm
 
@@ -207,7 +211,22 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
         checkpoint.save(ckpt, model, opt, best_state, meta, rngs)
 
     t_start = time.perf_counter() - st.elapsed_s
-    over_budget = lambda: cfg.time_budget_s and time.perf_counter() - t_start >= cfg.time_budget_s
+
+    def over_budget() -> bool:
+        return bool(cfg.time_budget_s) and time.perf_counter() - t_start >= cfg.time_budget_s
+
+    def step(micro: int) -> None:
+        """One optimiser step over `micro` accumulated micro-batches; then the caps."""
+        if micro < cfg.grad_accum:  # an epoch's remainder: its grads were scaled 1/grad_accum
+            for g in (q.grad for q in model.parameters() if q.grad is not None):
+                g.mul_(cfg.grad_accum / micro)
+        be.step(opt)
+        st.steps += 1
+        if cfg.max_steps and st.steps >= cfg.max_steps:
+            st.stopped = "max_steps"
+        elif over_budget():
+            st.stopped = "time_budget"
+
     quiet = {} if progress else {"disable": True}  # else TQDM_DISABLE=1 still hides it
     bar = tqdm(range(st.epoch, cfg.epochs), desc=desc, leave=False, mininterval=1.0, **quiet)
     for epoch in bar:
@@ -216,22 +235,11 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
             model.on_epoch_start()
         t0, total, n, pending = time.perf_counter(), 0.0, 0, 0
 
-        def step(micro: int) -> None:
-            """One optimiser step over `micro` accumulated micro-batches; then the caps."""
-            if micro < cfg.grad_accum:  # an epoch's remainder: its grads were scaled 1/grad_accum
-                for g in (q.grad for q in model.parameters() if q.grad is not None):
-                    g.mul_(cfg.grad_accum / micro)
-            be.step(opt)
-            st.steps += 1
-            if cfg.max_steps and st.steps >= cfg.max_steps:
-                st.stopped = "max_steps"
-            elif over_budget():
-                st.stopped = "time_budget"
-
         with torch_threads(step_threads):
             for batch in data.epoch():
-                with be.autocast():
-                    out = model.loss(*be.to_device(batch))
+                batch = be.to_device(batch)
+                with be.autocast():  # a batch is a tuple of arrays or a mapping of named inputs
+                    out = model.loss(**batch) if isinstance(batch, dict) else model.loss(*batch)
                 loss = out[0] if isinstance(out, tuple) else out
                 be.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
                 total, n, pending = total + loss.detach().float(), n + 1, pending + 1  # no sync
@@ -246,6 +254,9 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
         st.epoch = epoch + 1
         if not st.stopped and st.epoch >= cfg.epochs:
             st.stopped = "epochs"
+        elif not st.stopped and over_budget():
+            st.stopped = "time_budget"
+        # on cadence, and whenever a cap ends training: the last state gets its validation too
         if validate is not None and (epoch % cfg.eval_every == 0 or st.stopped):
             score = _validate(model, validate, cfg, row)
             if score > st.best:
@@ -254,18 +265,10 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
             else:
                 st.bad += 1
             if cfg.patience and st.bad >= cfg.patience:
-                st.stopped = "patience"
+                st.stopped = "patience"  # final, even when a cap ended this epoch as well
         st.history.append(row)
         _log(live, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{st.best:.4f}")
-        if not st.stopped and over_budget():
-            st.stopped = "time_budget"
-            if validate is not None and "eval_s" not in row:
-                # the budget ran out between validations: validate this last state as well
-                score = _validate(model, validate, cfg, row)
-                if score > st.best:
-                    st.best, st.best_epoch = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         st.elapsed_s = time.perf_counter() - t_start
         if "eval_s" in row or st.stopped:
             save()
