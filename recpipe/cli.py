@@ -2,6 +2,7 @@
 
     recpipe formats                      # raw formats and the files each reader expects
     recpipe preset hellm                 # -S flags of a paper preset, for dvc exp run
+    recpipe preset                       # every preset: paper, sources, value tables
     recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
 """
 
@@ -23,11 +24,10 @@ def _formats(_args) -> int:
 
 
 def _preset(args) -> int:
-    from recpipe.presets import PRESETS, flags
+    from recpipe.presets import flags, index
 
-    if args.name is None:
-        for name in PRESETS:
-            print(f"{name:15s} " + " ".join(flags(name)))
+    if args.name is None:  # the index: every preset with its paper and sources
+        print(index())
         return 0
     try:
         # unquoted on purpose: `dvc exp run $(recpipe preset NAME)` splits on spaces, and no

@@ -1,5 +1,7 @@
 """Typed params: unknown keys, wrong types and out-of-range values stop with a clear message."""
 
+from pathlib import Path
+
 import pytest
 
 from recpipe.config import ParamError, load_params, parse, section
@@ -45,3 +47,22 @@ def test_valid_values_are_coerced():
 def test_section_must_be_a_mapping():
     with pytest.raises(ParamError, match="split: expected a mapping"):
         section({"split": "loo"}, "split", SplitParams)
+
+
+def test_the_presets_index_names_paper_source_and_an_existing_file_for_every_entry():
+    from recpipe.cli import main
+    from recpipe.presets import PRESETS, TABLES, flags, index
+
+    root = Path(__file__).resolve().parents[1]
+    for name, p in PRESETS.items():
+        assert p.paper and p.source and p.flags, name
+        assert flags(name)[1::2] == [f"{k}={v}" if not isinstance(v, list) else f"{k}=[{','.join(map(str, v))}]"
+                                     for k, v in p.flags.items()]
+    for name, (where, source) in TABLES.items():
+        assert (root / where.split()[0]).is_file(), f"{name}: {where} does not exist"
+        assert source, name
+    text = index()
+    assert all(n in text for n in [*PRESETS, *TABLES]) and "22413752" in text
+    with pytest.raises(KeyError, match="unknown preset 'nope'; choose one of rlmrec"):
+        flags("nope")
+    assert main(["preset", "nope"]) == 2

@@ -121,11 +121,12 @@ def test_kcore_iterates_to_a_fixed_point():
     assert sorted(out["user"].unique()) == ["a", "b"] and out.height == 6
 
 
-def test_rlmrec_protocol_reproduces_the_release_exactly(tmp_path):
-    src = interim(tmp_path, shared_path("rlmrec", "amazon"), fmt="rlmrec")
-    rep, parts, out = run(tmp_path, src, protocol="rlmrec")
-    assert (rep["users"], rep["items"]) == (11_000, 9_332)
-    assert (rep["train"], rep["valid"], rep["test"]) == (120_464, 40_290, 40_106)
+def test_rlmrec_protocol_reproduces_the_release_exactly(rlmrec_processed):
+    out = rlmrec_processed  # the release ingested and split with `split.protocol: rlmrec` (conftest)
+    parts = {s: pl.read_parquet(out / f"{s}.parquet") for s in ("train", "valid", "test")}
+    n_users, n_items = (pl.read_parquet(out / f"{m}_map.parquet").height for m in ("user", "item"))
+    assert (n_users, n_items) == (11_000, 9_332)
+    assert tuple(parts[s].height for s in ("train", "valid", "test")) == (120_464, 40_290, 40_106)
     assert not (pairs(parts["train"]) & pairs(parts["test"]))
     # ids stay the release's ids: uid 0 is the mapper's first reviewerID
     umap = pl.read_parquet(out / "user_map.parquet")
