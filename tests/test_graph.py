@@ -255,13 +255,18 @@ def test_checkpoint_fingerprint_covers_config_split_semantics_and_code(data, tmp
     base = checkpoint.fingerprint(LightGCNConfig(), 7, data, sem)
     assert base == checkpoint.fingerprint(LightGCNConfig(), 7, data, sem.copy())
     other_valid = dataclasses.replace(data, valid=data.test)
+    # the same number of validation pairs, one moved to another item: still another split
+    moved = data.valid.copy()
+    moved.indices = moved.indices.copy()
+    moved.indices[0] = (moved.indices[0] + 1) % data.n_items
     changed = [checkpoint.fingerprint(LightGCNConfig(layers=2), 7, data, sem),
                checkpoint.fingerprint(LightGCNConfig(), 8, data, sem),
                checkpoint.fingerprint(LightGCNConfig(), 7, other_valid, sem),
+               checkpoint.fingerprint(LightGCNConfig(), 7, dataclasses.replace(data, valid=moved), sem),
                checkpoint.fingerprint(LightGCNConfig(), 7, data, sem[::-1])]
-    assert base not in changed and len(set(changed)) == 4
+    assert base not in changed and len(set(changed)) == 5
     pkg = tmp_path / "pkg"
-    shutil.copytree(Path(checkpoint.__file__).parent, pkg / "graph")
+    shutil.copytree(Path(checkpoint.__file__).parents[1] / "graph", pkg / "graph")
     before = checkpoint.code_digest("graph", root=pkg)
     with open(pkg / "graph" / "lightgcn.py", "a") as f:
         f.write("# a one-line change\n")

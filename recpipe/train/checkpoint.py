@@ -119,11 +119,12 @@ def fingerprint(*parts, code: tuple[str, ...] = ("train", "eval")) -> str:
     fix in a backbone included, starts training afresh instead of continuing stale state."""
     h = hashlib.sha256(code_digest(*code).encode())
     for x in parts:
-        if dataclasses.is_dataclass(x):
-            h.update(repr(dataclasses.asdict(x)).encode())
-        elif hasattr(x, "train") and hasattr(x, "valid"):
+        # the split first: it is a dataclass too, whose repr would only show its matrices' shapes
+        if hasattr(getattr(x, "train", None), "indptr") and hasattr(getattr(x, "valid", None), "indptr"):
             for m in (x.train, x.valid):
                 h.update(m.indptr.tobytes() + m.indices.tobytes())
+        elif dataclasses.is_dataclass(x):
+            h.update(repr(dataclasses.asdict(x)).encode())
         elif isinstance(x, np.ndarray):
             h.update(repr(x.shape).encode() + np.ascontiguousarray(x).tobytes())
         else:

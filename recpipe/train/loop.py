@@ -143,7 +143,7 @@ def _log(live, row: dict) -> None:
     live.step = row["epoch"]
     live.log_metric("train/loss", row["loss"])
     for k, v in row.items():
-        if k.startswith("valid/") and isinstance(v, (int, float)):
+        if k.startswith("valid/") and "@" in k:  # metrics only: not `units` or domain counts
             live.log_metric(k, v)
     live.next_step()
 
