@@ -2,5 +2,7 @@
 
 A method hands over a scorer (`EmbeddingScorer` for user/item embeddings, or any callable
 scoring a batch of users against all items); `evaluate` does the rest, so a metric means the
-same thing for every method. Formulas and presets: ../shared/methods/evaluation.md.
+same thing for every method. Sample-level protocols (leave-one-out with several samples per
+user, HUM, sampled candidates) hand `evaluate_samples` a `Samples` table instead of users.
+Formulas and presets: ../shared/methods/evaluation.md.
 """

@@ -2,7 +2,9 @@
 
 Units are users (or, with `candidates=target_domain`, (user, domain) pairs: each domain's
 targets ranked among that domain's items). Scores are computed in user batches sized to
-`memory_mb`, so the full users x items matrix never exists.
+`memory_mb`, so the full users x items matrix never exists. Sample-level protocols (several
+units per user, each with its own history, targets and candidates) go through
+`recpipe.eval.sample_evaluator.evaluate_samples`, which reuses the pieces below.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import numpy as np
 import polars as pl
 
 from recpipe.eval.data import SplitData
-from recpipe.eval.metrics import per_unit
 from recpipe.eval.protocol import EvalConfig
-from recpipe.eval.ranking import build_index, faiss_topk, mask_, topk_exact
+from recpipe.eval.ranking import build_index, faiss_topk, keep_only_, mask_, topk_exact
+from recpipe.eval.summary import domain_summary, unit_metrics
 
 
 @dataclass
 class EvalResult:
-    per_unit: pl.DataFrame  # uid, domain, metric columns
+    per_unit: pl.DataFrame  # uid, domain, metric columns (evaluate_samples: sample first)
     # flat: "recall@20", "recall@20/Books", "recall@20/macro", "units", and with domains
     # "domains_without_targets" (names left out of the macro average) and its count
     summary: dict
@@ -29,7 +31,7 @@ class EvalResult:
         return {f"{part}/{k}": v for k, v in self.summary.items()}
 
 
-def _units(data: SplitData, targets, by_domain: bool):
+def user_units(data: SplitData, targets, by_domain: bool):
     """(user ids, domain ids or -1, target matrix with one row per unit)."""
     import scipy.sparse as sp
 
@@ -53,15 +55,26 @@ def _batch_size(cfg: EvalConfig, n_items: int) -> int:
     return max(1, (cfg.memory_mb << 20) // per_row)
 
 
+def user_scores(scorer):
+    """score(users, rows) of a user-level scorer: its device block when it has one."""
+    fn = scorer.device_scores if hasattr(scorer, "device_scores") else scorer
+    return lambda users, rows: fn(users)
+
+
 def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: EvalConfig,
-               item_ok: np.ndarray | None = None):
+               item_ok: np.ndarray | None = None, *, rows=None, candidates=None, score=None):
     """Top-k item ids (units, k) and validity, batch by batch.
 
     `doms[b] >= 0` restricts unit b to that domain's items; `item_ok` (n_items,) bool, if
     given, restricts every unit to those items. Slots beyond the catalogue are invalid.
+    `rows` (units,) picks each unit's row of the sparse `masks` and `candidates` (default
+    `users`: per-user matrices); `candidates`, if given, restricts unit b to the nonzeros of
+    its row; `score(users, rows)` gives a batch's (B, n_items) block (default: user scores).
     """
     import torch
 
+    rows = users if rows is None else rows
+    score = user_scores(scorer) if score is None else score
     bs = _batch_size(cfg, data.n_items)
     out_idx = np.zeros((len(users), k), dtype=np.int64)
     out_ok = np.zeros((len(users), k), dtype=bool)
@@ -71,19 +84,24 @@ def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: E
     if cfg.backend == "faiss":
         if not hasattr(scorer, "item_np"):
             raise ValueError("eval.backend=faiss needs an embedding scorer (user/item embeddings)")
+        if candidates is not None:
+            raise ValueError("eval.backend=faiss cannot rank explicit candidate lists; use torch")
         index = build_index(scorer.item_np, cfg.faiss_index)
     for start in range(0, len(users), bs):
         u = users[start:start + bs]
+        r = rows[start:start + bs]
         d_np = doms[start:start + bs]
         if index is not None:
-            idx, ok = faiss_topk(scorer.user_np[u], scorer.item_np, k, masks, u, index=index,
+            idx, ok = faiss_topk(scorer.user_np[u], scorer.item_np, k, masks, r, index=index,
                                  item_dom=data.item_domain, unit_dom=d_np, item_ok=item_ok)
         else:
             # embedding scorers keep the block on their device (GPU: mask and rank there)
-            scores = scorer.device_scores(u) if hasattr(scorer, "device_scores") else scorer(u)
+            scores = score(u, r)
             dev = scores.device
+            if candidates is not None:
+                keep_only_(scores, r, candidates)
             for m in masks:
-                mask_(scores, u, m)
+                mask_(scores, r, m)
             if (d_np >= 0).any():
                 d = torch.from_numpy(d_np.astype(np.int64)).to(dev)
                 other = (item_dom.to(dev)[None, :] != d[:, None]) & (d[:, None] >= 0)
@@ -97,40 +115,62 @@ def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: E
     return out_idx, out_ok
 
 
-def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> EvalResult:
-    targets = data.part(part)
-    if cfg.average == "all_users":
-        empty = int((np.diff(targets.indptr) == 0).sum())
-        if empty:
-            raise ValueError(
-                f"eval.average=all_users needs a {part} target for every user, but {empty} of "
-                f"{data.n_users} users have none (use users_with_targets or a per-user split)"
-            )
+def need_every_user(cfg: EvalConfig, without: int, n_users: int, part: str) -> None:
+    """eval.average=all_users: raise when `without` of the n_users users have no unit."""
+    if cfg.average == "all_users" and without:
+        raise ValueError(
+            f"eval.average=all_users needs a {part} target for every user, but {without} of "
+            f"{n_users} users have none (use users_with_targets or a per-user split)"
+        )
+
+
+def protocol_masks(data: SplitData, cfg: EvalConfig, part: str) -> list:
+    """The (n_users, n_items) matrices whose items get -inf when evaluating `part`."""
     masks = []
     if cfg.mask_train:
         masks.append(data.train)
     if part == "test" and cfg.mask_valid_at_test:
         masks.append(data.valid)
-    # a target is never masked: split dedupes pairs, and "valid" is only masked at test
-    item_ok = None
+    return masks
+
+
+def protocol_items(data: SplitData, cfg: EvalConfig, part: str) -> np.ndarray | None:
+    """(n_items,) bool: the items every unit may rank in `part`, or None for all of them."""
     if part == "valid" and cfg.valid_candidates == "seen":  # HUM: items seen in train or valid
-        item_ok = np.asarray((data.train.sum(0) + data.valid.sum(0)) > 0).ravel()
+        return np.asarray((data.train.sum(0) + data.valid.sum(0)) > 0).ravel()
+    return None
+
+
+def domain_tables(data: SplitData, cfg: EvalConfig) -> bool:
+    """Whether a summary has per-domain tables (and, with target_domain, only those)."""
+    return cfg.candidates == "target_domain" or (cfg.per_domain and len(data.domains) > 1)
+
+
+def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> EvalResult:
+    if cfg.average == "samples" or cfg.candidates == "sampled":
+        raise ValueError(
+            f"eval.average={cfg.average}, eval.candidates={cfg.candidates}: sample-level "
+            "protocols need evaluation samples; call recpipe.eval.sample_evaluator."
+            "evaluate_samples(scorer, Samples..., data, cfg)")
+    targets = data.part(part)
+    need_every_user(cfg, int((np.diff(targets.indptr) == 0).sum()), data.n_users, part)
+    # a target is never masked: split dedupes pairs, and "valid" is only masked at test
+    masks = protocol_masks(data, cfg, part)
+    item_ok = protocol_items(data, cfg, part)
     k_max = max(cfg.ks)
     frames, summary = [], {}
-    domain_units = cfg.candidates == "target_domain" or (cfg.per_domain and len(data.domains) > 1)
+    domain_units = domain_tables(data, cfg)
     passes = [("all", False)] if cfg.candidates == "all" else []
     if domain_units:
         passes.append(("domain", True))
     for name, by_domain in passes:
-        users, doms, t = _units(data, targets, by_domain)
+        users, doms, t = user_units(data, targets, by_domain)
         if cfg.candidates == "all":
             doms_rank = np.full(len(users), -1)  # per-domain tables, ranked over all items
         else:
             doms_rank = doms
         idx, ok = rank_units(scorer, data, masks, users, doms_rank, k_max, cfg, item_ok)
-        hits = _hits(idx, ok, t)
-        vals = per_unit(hits, np.diff(t.indptr), cfg.ks, cfg.ndcg_idcg)
-        vals = _rename(vals, cfg)
+        vals = unit_metrics(idx, ok, t, cfg)
         df = pl.DataFrame({"uid": users.astype(np.int32),
                            "domain": [data.domains[d] if d >= 0 else "all" for d in doms], **vals})
         frames.append(df)
@@ -139,43 +179,8 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> Ev
             summary.update({m: float(df[m].mean()) for m in metric_cols})
             summary["units"] = df.height
         else:
-            per = df.group_by("domain").agg([pl.col(m).mean() for m in metric_cols]).sort("domain")
-            for row in per.iter_rows(named=True):
-                summary.update({f"{m}/{row['domain']}": float(row[m]) for m in metric_cols})
-            summary.update({f"{m}/macro": float(per[m].mean()) for m in metric_cols})
-            # a domain without targets in this part cannot enter the macro average: say which
-            seen = set(per["domain"].to_list())
-            missing = [d for d in data.domains if d not in seen]
-            summary["domains_without_targets"] = missing
-            summary["domains_without_targets_count"] = len(missing)
+            summary.update(domain_summary(df, metric_cols, data.domains))
             if cfg.candidates == "target_domain":  # HUM: overall = mean over all units
                 summary.update({m: float(df[m].mean()) for m in metric_cols})
                 summary["units"] = df.height
     return EvalResult(pl.concat(frames), summary)
-
-
-def _hits(idx: np.ndarray, ok: np.ndarray, targets) -> np.ndarray:
-    """hits[u, r] = item ranked r+1 for unit u is one of its targets (vectorised isin)."""
-    n_items = targets.shape[1]
-    unit = np.repeat(np.arange(targets.shape[0], dtype=np.int64), np.diff(targets.indptr))
-    target_keys = unit * n_items + targets.indices.astype(np.int64)
-    ranked_keys = np.arange(idx.shape[0], dtype=np.int64)[:, None] * n_items + idx
-    return np.isin(ranked_keys, target_keys) & ok
-
-
-def _rename(vals: dict, cfg: EvalConfig) -> dict:
-    """Name the configured recall `recall@K`; keep the other denominator only if asked."""
-    out = {}
-    for key, v in vals.items():
-        name, k = key.split("@")
-        if name == "recall":
-            if cfg.recall_denominator == "full":
-                out[key] = v
-        elif name == "recall_trunc":
-            if cfg.recall_denominator == "truncated":
-                out[f"recall@{k}"] = v
-            elif cfg.also_truncated:
-                out[key] = v
-        else:
-            out[key] = v
-    return out

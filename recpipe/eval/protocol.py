@@ -50,16 +50,20 @@ class EvalConfig:
     mask_train: bool = True
     # also mask validation items when testing (the references leave them in)
     mask_valid_at_test: bool = True
-    # all | target_domain (rank only items of the target's domain, per user and domain)
-    candidates: str = field(default="all", metadata=choice("all", "target_domain"))
+    # all | target_domain (rank only items of the target's domain, per user and domain) |
+    # sampled (each sample's explicit list, e.g. target + 99 negatives: evaluate_samples only,
+    # keys prefixed sampled_)
+    candidates: str = field(default="all", metadata=choice("all", "target_domain", "sampled"))
     # validation candidates: all | seen (items seen in train or valid, as HUM's validation)
     valid_candidates: str = field(default="all", metadata=choice("all", "seen"))
     # recall@K denominator: full = |T_u| (RLMRec), truncated = min(K, |T_u|) (CLLM4Rec)
     recall_denominator: str = field(default="full", metadata=choice("full", "truncated"))
     # NDCG ideal DCG: standard (over min(K, |T_u|)) | retrieved_hits (MMHCL's code)
     ndcg_idcg: str = field(default="standard", metadata=choice("standard", "retrieved_hits"))
-    # users_with_targets | all_users (raises when a user has no target, as in CLLM4Rec)
-    average: str = field(default="users_with_targets", metadata=choice("users_with_targets", "all_users"))
+    # users_with_targets | all_users (raises when a user has no target, as in CLLM4Rec) |
+    # samples (mean over evaluation samples, several per user: HUM; evaluate_samples only)
+    average: str = field(default="users_with_targets",
+                         metadata=choice("users_with_targets", "all_users", "samples"))
     # also log recall_trunc@K next to recall@K
     also_truncated: bool = True
     # per-domain tables and their macro average on multi-domain data

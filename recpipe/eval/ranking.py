@@ -55,6 +55,19 @@ def mask_(scores, rows: np.ndarray, matrix) -> None:
         scores[r, c] = float("-inf")
 
 
+def keep_only_(scores, rows: np.ndarray, matrix) -> None:
+    """Set scores[b, j] = -inf for every j that is NOT a nonzero (rows[b], j) of `matrix`
+    (explicit candidate lists: only those items stay rankable)."""
+    import torch
+
+    sub = matrix[rows].tocoo()
+    r = torch.from_numpy(sub.row.astype(np.int64)).to(scores.device)
+    c = torch.from_numpy(sub.col.astype(np.int64)).to(scores.device)
+    kept = scores[r, c]
+    scores.fill_(float("-inf"))
+    scores[r, c] = kept
+
+
 def _allowed(idx: np.ndarray, rows: np.ndarray, masks: list, n_items: int,
              item_dom=None, unit_dom=None, item_ok=None) -> np.ndarray:
     """(B, m) bool: which retrieved item ids `idx` are rankable for each query row."""
