@@ -2,11 +2,13 @@
 
 Reads params: baselines, eval, seed. For each model in `baselines.models`: fit on train
 (BPR-MF selects its epoch on validation), evaluate the kept state on valid and, once, on test
-with the one evaluator; write into `models/baselines/<name>/`: `metrics.json` (every metric,
+with the one evaluator; write into `<models-dir>/<name>/`: `metrics.json` (every metric,
 flat keys such as `test/recall@20`, `valid/ndcg@20`, `test/recall@20/Books`),
 `per_user.parquet`, `hparams.json` (the hyperparameters it trained with, seeds, device) and,
 for BPR-MF, its training curve in `curves/` (dvclive, shown by `dvc plots`); and
-`metrics/<name>.json`, the headline keys declared as DVC metrics (recpipe/eval/output.py).
+`<metrics-dir>/<name>.json`, the headline keys declared as DVC metrics
+(recpipe/eval/output.py). Every path is a required argument; dvc.yaml passes them (its
+`paths` vars).
 Models without a training curve (pop, itemknn, ease) write no curve folder. TQDM_DISABLE=1
 hides the progress bar.
 
@@ -86,9 +88,9 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--processed", default="data/processed")
-    ap.add_argument("--metrics-dir", default="metrics")
-    ap.add_argument("--models-dir", default="models/baselines")
+    ap.add_argument("--processed", required=True, help="the split stage's folder")
+    ap.add_argument("--metrics-dir", required=True, help="folder for the <model>.json headlines")
+    ap.add_argument("--models-dir", required=True, help="folder holding one folder per model")
     ap.add_argument("--model", action="append", default=None,
                     help="run only this baseline (repeatable; dvc.yaml's foreach passes one)")
     args = ap.parse_args(argv)

@@ -1,13 +1,14 @@
 """Stage `embed`: profiles and item texts -> float32 embedding matrices.
 
-Reads params: embed. Reads data/processed/ (ids, items) and data/profiles/
-{user,item}_profiles.parquet (the `profile` stage). Writes models/embeddings/
+Reads params: embed. Reads <processed>/ (ids, items) and <profiles>/
+{user,item}_profiles.parquet (the `profile` stage). Writes <out>/
 {user_profile,item_profile,item_text[,item_image]}.npy + index.json + metrics.json (rows,
 dim, encoded vs cached texts, failed profiles, missing images; no timings, so reruns compare
-equal), the text-hash cache data/embeddings/cache/ (persistent: unchanged texts are never
-re-encoded) and metrics/embed.json, the keys declared as DVC metrics: `dim` and `status`
-(`ok`; `skipped: no text` when the data has no text at all, e.g. the RLMRec release: no
-matrix is written, and the stage still succeeds with every output in place).
+equal; --full moves it), the text-hash cache <cache>/ (persistent: unchanged texts are never
+re-encoded) and --metrics, the keys declared as DVC metrics: `dim` and `status` (`ok`;
+`skipped: no text` when the data has no text at all, e.g. the RLMRec release: no matrix is
+written, and the stage still succeeds with every output in place). Every path is a required
+argument (but --full); dvc.yaml passes them (its `paths` vars).
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from recpipe.embedding.embed import EmbedParams, embed_all
 from recpipe.embedding.text import TextEncoder
 from recpipe.io import write_json
 
-HEADLINE = ("dim", "status")  # declared in metrics/embed.json; the rest: <out>/metrics.json
+HEADLINE = ("dim", "status")  # written to --metrics (declared); the rest: <out>/metrics.json
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--processed", default="data/processed")
-    ap.add_argument("--profiles", default="data/profiles")
-    ap.add_argument("--out", default="models/embeddings")
-    ap.add_argument("--cache", default="data/embeddings/cache")
+    ap.add_argument("--processed", required=True, help="the split stage's folder")
+    ap.add_argument("--profiles", required=True, help="the profile stage's folder")
+    ap.add_argument("--out", required=True, help="folder for the matrices")
+    ap.add_argument("--cache", required=True, help="the text-hash cache folder")
     ap.add_argument("--full", default=None, help="every count (default: <out>/metrics.json)")
-    ap.add_argument("--metrics", default="metrics/embed.json", help="the headline keys")
+    ap.add_argument("--metrics", required=True, help="the headline keys")
     args = ap.parse_args(argv)
     # the default model is bundled; never let a missing file turn into a hub download attempt
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

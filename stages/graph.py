@@ -1,11 +1,12 @@
 """Stage `graph`: a graph CF backbone x RLMRec alignment, trained with validation selection.
 
-Reads params: graph, eval, seed. Reads data/processed and, for align=con|gen, the semantic
-tables (graph.semantic: `profiles` = models/embeddings/{user,item}_profile.npy from the embed
-stage; `release` = data/processed/{user,item}_emb.npy imported from an RLMRec release).
-Writes models/graph/ (embeddings, per-user metrics, checkpoint, and hparams.json: every
-hyperparameter the run trained with, after presets, mode and overrides), metrics/graph.json
-and dvclive curves in plots/graph/.
+Reads params: graph, eval, seed. Reads <processed> and, for align=con|gen, the semantic
+tables (graph.semantic: `profiles` = <embeddings>/{user,item}_profile.npy from the embed
+stage; `release` = <processed>/{user,item}_emb.npy imported from an RLMRec release).
+Writes <out>/ (embeddings, per-user metrics, checkpoint, and hparams.json: every
+hyperparameter the run trained with, after presets, mode and overrides), --metrics (the
+headline keys) and dvclive curves in <plots>/. Every path is a required argument; dvc.yaml
+passes them (its `paths` vars).
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def configure(params: dict) -> Plan:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--processed", default="data/processed")
-    ap.add_argument("--embeddings", default="models/embeddings")
-    ap.add_argument("--out", default="models/graph")
-    ap.add_argument("--metrics", default="metrics/graph.json")
-    ap.add_argument("--plots", default="plots/graph")
+    ap.add_argument("--processed", required=True, help="the split stage's folder")
+    ap.add_argument("--embeddings", required=True,
+                    help="the embed stage's folder (read for graph.semantic=profiles)")
+    ap.add_argument("--out", required=True, help="folder for the model, checkpoint, metrics")
+    ap.add_argument("--metrics", required=True, help="the headline keys")
+    ap.add_argument("--plots", required=True, help="folder for the dvclive curves")
     args = ap.parse_args(argv)
     try:
         plan = configure(load_params(args.params))

@@ -1,7 +1,9 @@
-"""Stage `ingest`: raw files (dataset.format, dataset.path) -> data/interim/*.parquet.
+"""Stage `ingest`: raw files (dataset.format, dataset.path) -> <out>/*.parquet.
 
-Reads params: dataset, ingest. Writes data/interim/{interactions,items,users}.parquet,
-data/interim/rejects.jsonl, data/interim/side/ (release side files) and metrics/ingest.json.
+Reads params: dataset, ingest. Writes <out>/{interactions,items,users}.parquet,
+<out>/rejects.jsonl, <out>/side/ (release side files) and every count to --metrics (dvc.yaml:
+<out>/metrics.json). Every path is a required argument; dvc.yaml passes them (its `paths`
+vars).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from recpipe.params import DatasetParams, IngestParams
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/interim")
-    ap.add_argument("--metrics", default="metrics/ingest.json")
+    ap.add_argument("--out", required=True, help="folder for the canonical tables")
+    ap.add_argument("--metrics", required=True, help="JSON file for every count")
     args = ap.parse_args(argv)
     try:
         params = load_params(args.params)

@@ -1,13 +1,14 @@
-"""Stage `profile`: data/processed -> RLMRec item and user profiles in data/profiles/.
+"""Stage `profile`: <processed> -> RLMRec item and user profiles in <out>/.
 
 Reads params: profile, seed, dataset.format (for `profile.kind: auto`). Writes
-data/profiles/{item,user}_profiles.parquet, data/profiles/metrics.json (every count) and
-metrics/profile.json (the declared few: ok and failed profiles, users and items together,
-and status); appends every finished profile to data/profile_cache/cache.jsonl (a DVC
-`persist: true` output), so `dvc repro` after a crash or Ctrl-C regenerates only what is
-missing.
+<out>/{item,user}_profiles.parquet, <out>/metrics.json (every count) and --metrics (the
+declared few: ok and failed profiles, users and items together, and status); appends every
+finished profile to --cache (a file in a DVC `persist: true` output), so `dvc repro` after a
+crash or Ctrl-C regenerates only what is missing.
 
-    python stages/profiles.py [--params params.yaml]
+    python stages/profiles.py [--params FILE] --processed DIR --out DIR --cache FILE --metrics FILE
+
+Every path is a required argument; dvc.yaml passes them (its `paths` vars).
 
 The file is profiles.py, not profile.py: a script's folder comes first on sys.path, and a
 stages/profile.py would shadow the standard library's `profile` (imported by cProfile).
@@ -37,10 +38,10 @@ def status(m: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--processed", default="data/processed")
-    ap.add_argument("--out", default="data/profiles")
-    ap.add_argument("--cache", default="data/profile_cache/cache.jsonl")
-    ap.add_argument("--metrics", default="metrics/profile.json")
+    ap.add_argument("--processed", required=True, help="the split stage's folder")
+    ap.add_argument("--out", required=True, help="folder for the profile tables")
+    ap.add_argument("--cache", required=True, help="JSON-lines cache of finished profiles")
+    ap.add_argument("--metrics", required=True, help="the headline counts")
     args = ap.parse_args(argv)
     try:
         params = load_params(args.params)

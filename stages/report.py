@@ -1,10 +1,12 @@
-"""Stage `report`: method metrics + per-user tables + dvclive curves -> reports/.
+"""Stage `report`: method metrics + per-user tables + dvclive curves -> <out>/.
 
-Reads params: report. Each declared `metrics/<m>.json` (headline keys) stands for its full
-file `models/**/<m>/metrics.json` (every K, domain and part), which the tables and plots use;
-extra full files `metrics/<m>-seed<k>.json` count as further seeds. Writes
-reports/leaderboard.md (one table per preset, mean ± std over seeds, `*` = paired test against
-the best baseline), reports/metric_vs_k.png and reports/curves.png. A stage that ran several
+Reads params: report. Reads, under --root (dvc.yaml: the repo's root), each declared
+`metrics/<m>.json` (headline keys), which stands for its full file `models/**/<m>/metrics.json`
+(every K, domain and part) that the tables and plots use; extra full files
+`metrics/<m>-seed<k>.json` count as further seeds; curves from `plots/` and the model folders.
+Writes <out>/leaderboard.md (one table per preset, mean ± std over seeds, `*` = paired test
+against the best baseline), <out>/metric_vs_k.png and <out>/curves.png. Every path is a
+required argument; dvc.yaml passes them (its `paths` vars). A stage that ran several
 seeds (`<stage>.seeds`) counts as one row with n seeds, its per-seed per-user values averaged
 before the test. Conventions (seeds, per-user files): recpipe/eval/report/__init__.py.
 """
@@ -22,8 +24,8 @@ from recpipe.eval.report import ReportParams, build_report
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--root", default=".", help="folder holding metrics/, models/ and plots/")
-    ap.add_argument("--out", default="reports")
+    ap.add_argument("--root", required=True, help="folder holding metrics/, models/ and plots/")
+    ap.add_argument("--out", required=True, help="folder for the leaderboard and plots")
     args = ap.parse_args(argv)
     try:
         cfg = section(load_params(args.params), "report", ReportParams)

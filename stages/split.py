@@ -1,8 +1,9 @@
-"""Stage `split`: data/interim -> cleaned, split, integer-indexed tables in data/processed.
+"""Stage `split`: <interim> -> cleaned, split, integer-indexed tables in <out>.
 
-Reads params: split, seed. Writes data/processed/ with data/processed/metrics.json (every
-dataset statistic, per domain, with the ingest report's reject counts merged in) and
-metrics/dataset.json, the few counts declared as DVC metrics (`HEADLINE`).
+Reads params: split, seed. Writes <out>/ with <out>/metrics.json (every dataset statistic, per
+domain, with the ingest report's reject counts merged in; --full moves it) and --metrics, the
+few counts declared as DVC metrics (`HEADLINE`). Every path is a required argument (but
+--full); dvc.yaml passes them (its `paths` vars).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ HEADLINE = ("users", "items", "train", "valid", "test")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--interim", default="data/interim")
-    ap.add_argument("--out", default="data/processed")
-    ap.add_argument("--ingest-report", default="data/interim/metrics.json")
+    ap.add_argument("--interim", required=True, help="the ingest stage's folder")
+    ap.add_argument("--out", required=True, help="folder for the split tables")
+    ap.add_argument("--ingest-report", required=True,
+                    help="the ingest stage's counts (merged in when the file exists)")
     ap.add_argument("--full", default=None,
                     help="every statistic (default: <out>/metrics.json)")
-    ap.add_argument("--metrics", default="metrics/dataset.json", help="the headline counts")
+    ap.add_argument("--metrics", required=True, help="the headline counts")
     args = ap.parse_args(argv)
     try:
         params = load_params(args.params)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECPIPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -36,6 +38,51 @@ def shared_path(*parts: str) -> Path:
 def stage(name: str):
     """stages/<name>.py as a module: tests call its `main(argv)` and use its dataclasses."""
     return importlib.import_module(f"stages.{name}")
+
+
+_REF = r"\$\{\s*([\w.]+)\s*\}"
+
+
+def resolved_dvc_yaml() -> dict:
+    """dvc.yaml as DVC resolves it, for the static checks (no DVC import): every `${...}`
+    interpolated from params.yaml and dvc.yaml's inline `vars` (`${item}`: the foreach item) and
+    each foreach stage expanded under DVC's names (baselines@pop); in cmd, deps, outs and the
+    top-level sections alike. tests/test_pipeline_dvc.py runs the real thing."""
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    context = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for entry in raw.get("vars", []):
+        assert isinstance(entry, dict), f"vars: {entry!r}: only inline mappings are resolved here"
+        context.update(entry)
+
+    def lookup(ref: str, item):
+        if ref == "item":
+            return item
+        value = context
+        for part in ref.split("."):
+            value = value[part]
+        return value
+
+    def resolve(node, item=None):
+        if isinstance(node, str):
+            if whole := re.fullmatch(_REF, node):  # the value itself (a list for foreach)
+                return lookup(whole.group(1), item)
+            return re.sub(_REF, lambda m: str(lookup(m.group(1), item)), node)
+        if isinstance(node, list):
+            return [resolve(v, item) for v in node]
+        if isinstance(node, dict):
+            return {resolve(k, item): resolve(v, item) for k, v in node.items()}
+        return node
+
+    stages = {}
+    for name, st in raw["stages"].items():
+        if "foreach" in st:
+            items = resolve(st["foreach"])
+            assert isinstance(items, list), f"{name}: foreach over a list only in this helper"
+            stages.update({f"{name}@{item}": resolve(st["do"], item) for item in items})
+        else:
+            stages[name] = resolve(st)
+    top = {key: resolve(value) for key, value in raw.items() if key not in ("vars", "stages")}
+    return {**top, "stages": stages}
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ keeps the stale outputs. For every stage (foreach stages expanded per item) this
 the script in `cmd`, follows its recpipe imports transitively by reading the sources with
 `ast` (nothing is imported: no torch, no polars) and asserts each module file lies under a
 dep. It also asserts that every code dep (recpipe/..., stages/...) exists, so a moved module
-does not leave a dep that silently covers nothing.
+does not leave a dep that silently covers nothing, and that every data path is written once:
+in dvc.yaml's `vars: paths`, passed to the scripts, which have no default path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, resolved_dvc_yaml
 
 PACKAGE = "recpipe"
 # registry entries ("recpipe.graph.lightgcn:LightGCN", see recpipe/registry.py) are imports
@@ -108,39 +109,11 @@ def import_closure(script: Path) -> set[Path]:
     return seen
 
 
-def _interpolate(text: str, params: dict, item: str | None) -> str:
-    """DVC's ${...}: ${item} of a foreach stage, ${a.b} from params.yaml."""
-    def value(m: re.Match) -> str:
-        if m.group(1) == "item":
-            return str(item)
-        v = params
-        for part in m.group(1).split("."):
-            v = v[part]
-        return str(v)
-    return re.sub(r"\$\{\s*([\w.]+)\s*\}", value, text)
-
-
 def _stages() -> dict[str, dict]:
-    """stage name -> {"cmd", "deps"}, foreach stages expanded as DVC names them (baselines@pop)."""
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    stages = {}
-    for name, st in dvc["stages"].items():
-        if "foreach" in st:
-            ref = re.fullmatch(r"\$\{\s*([\w.]+)\s*\}", st["foreach"]).group(1)
-            items = params
-            for part in ref.split("."):
-                items = items[part]
-            assert isinstance(items, list), f"{name}: foreach over a list only in this test"
-            expanded = {f"{name}@{item}": (st["do"], item) for item in items}
-        else:
-            expanded = {name: (st, None)}
-        for full, (body, item) in expanded.items():
-            stages[full] = {
-                "cmd": _interpolate(body["cmd"], params, item),
-                "deps": [_interpolate(d, params, item).rstrip("/") for d in body.get("deps", [])],
-            }
-    return stages
+    """stage name -> {"cmd", "deps"}, interpolated, foreach stages expanded as DVC names them
+    (baselines@pop)."""
+    return {name: {"cmd": st["cmd"], "deps": [d.rstrip("/") for d in st.get("deps", [])]}
+            for name, st in resolved_dvc_yaml()["stages"].items()}
 
 
 STAGES = _stages()
@@ -192,3 +165,43 @@ def test_import_closure_follows_lazy_submodule_and_registry_imports():
     # nothing outside recpipe (torch, numpy) and no class names mistaken for modules
     assert all(p.startswith("recpipe/") and p.endswith(".py") for p in graph)
 
+
+
+def _path(entry) -> str:
+    """A deps/outs/metrics/plots entry's path (`- path` or `- path: {options}`)."""
+    return next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def test_data_paths_are_written_once_in_vars():
+    """Every data, model, metrics and plots path in dvc.yaml is a `${...}` (`paths` in `vars`,
+    or a params.yaml key such as dataset.path); only code deps are literal."""
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert isinstance(raw["vars"][0]["paths"], dict)
+    literal = []
+    for name, st in raw["stages"].items():
+        body = st.get("do", st)
+        for entry in body.get("deps", []) + body.get("outs", []):
+            if not _path(entry).startswith((*CODE_DEPS, "${")):
+                literal.append(f"{name}: {_path(entry)}")
+    literal += [_path(e) for e in raw["metrics"] + raw["plots"] if not _path(e).startswith("${")]
+    assert not literal, literal
+
+
+def _add_argument_calls(script: Path):
+    """(flag, {keyword: literal value}) of each `ap.add_argument("--flag", ...)` in `script`."""
+    for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            yield node.args[0].value, {k.arg: ast.literal_eval(k.value) for k in node.keywords
+                                       if isinstance(k.value, ast.Constant)}
+
+
+def test_scripts_take_their_paths_from_the_stage_command():
+    """No script has a default path (only --params: params.yaml, and defaults derived from
+    another argument, None here); each stage's cmd passes every required argument."""
+    for name, st in STAGES.items():
+        script = ROOT / re.search(r"\bstages/\w+\.py\b", st["cmd"]).group(0)
+        for flag, kw in _add_argument_calls(script):
+            if kw.get("required"):
+                assert flag in st["cmd"].split(), (name, flag, st["cmd"])
+            elif flag != "--params":
+                assert not isinstance(kw.get("default"), str), (script.name, flag, kw["default"])

@@ -180,8 +180,8 @@ def test_graph_stage_runs_several_seeds_and_reports_mean_and_std(small_processed
                         "train": {"epochs": 2, "eval_every": 1, "batch_size": 512}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     args = ["--params", str(tmp_path / "params.yaml"), "--processed", str(small_processed),
-            "--out", str(tmp_path / "models"), "--metrics", str(tmp_path / "graph.json"),
-            "--plots", str(tmp_path / "plots")]
+            "--embeddings", str(tmp_path / "embeddings"), "--out", str(tmp_path / "models"),
+            "--metrics", str(tmp_path / "graph.json"), "--plots", str(tmp_path / "plots")]
     assert stage.main(args) == 0
     m = json.loads((tmp_path / "models" / "metrics.json").read_text())  # the full file
     assert set(json.loads((tmp_path / "graph.json").read_text())) >= {"test/recall@20", "test/recall@20_std"}

@@ -102,8 +102,8 @@ def test_stage_writes_hparams_and_reports_an_override_parity_does_not_apply(stag
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         out = tmp_path / mode
         assert stage.main(["--params", str(tmp_path / "params.yaml"), "--processed", str(small_processed),
-                           "--out", str(out), "--metrics", str(out / "graph.json"),
-                           "--plots", str(tmp_path / "plots")]) == 0
+                           "--embeddings", str(tmp_path / "embeddings"), "--out", str(out),
+                           "--metrics", str(out / "graph.json"), "--plots", str(tmp_path / "plots")]) == 0
         return json.loads((out / "hparams.json").read_text()), capsys.readouterr().out
 
     clean, said = run("clean")

@@ -10,34 +10,21 @@ plots folder it may leave empty. tests/test_pipeline_dvc.py checks the same on a
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import resolved_dvc_yaml
 from recpipe.eval.output import headline
 
 
 @pytest.fixture(scope="module")
 def dvc_yaml() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    """Interpolated (`${paths.metrics}` -> metrics), foreach stages expanded (baselines@pop)."""
+    return resolved_dvc_yaml()
 
 
 def _stage_outs(dvc_yaml: dict) -> dict[str, list[str]]:
-    """stage name -> declared out paths, `foreach` expanded over params.yaml's lists."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    outs = {}
-    for name, st in dvc_yaml["stages"].items():
-        if "foreach" in st:
-            ref = st["foreach"].strip("${}")
-            items = params
-            for part in ref.split("."):
-                items = items[part]
-            for item in items:
-                outs[f"{name}@{item}"] = [
-                    (next(iter(o)) if isinstance(o, dict) else o).replace("${item}", item)
-                    for o in st["do"]["outs"]]
-        else:
-            outs[name] = [next(iter(o)) if isinstance(o, dict) else o for o in st.get("outs", [])]
-    return outs
+    """stage name -> declared out paths."""
+    return {name: [next(iter(o)) if isinstance(o, dict) else o for o in st.get("outs", [])]
+            for name, st in dvc_yaml["stages"].items()}
 
 
 def test_declared_metrics_are_the_headline_files_of_the_stages(dvc_yaml):

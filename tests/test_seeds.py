@@ -67,7 +67,9 @@ def test_stage_fails_with_a_message_naming_baselines_seeds(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     for bad, why in [("abc", "'abc' is not a list of seeds"), ("[1, 2, 2]", "seed 2 is listed twice")]:
         params.write_text(f"seed: 1\nbaselines:\n  seeds: {bad}\n")
-        assert stage.main(["--params", str(params), "--processed", str(tmp_path / "none")]) == 2
+        assert stage.main(["--params", str(params), "--processed", str(tmp_path / "none"),
+                           "--metrics-dir", str(tmp_path / "metrics"),
+                           "--models-dir", str(tmp_path / "models")]) == 2
         err = capsys.readouterr().err
         assert f"baselines failed: baselines.seeds: {why}" in err
 
