@@ -3,6 +3,7 @@
     recpipe formats                      # raw formats and the files each reader expects
     recpipe preset hellm                 # -S flags of a paper preset, for dvc exp run
     recpipe preset                       # every preset: paper, sources, value tables
+    recpipe params                       # validate every section of params.yaml
     recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
 """
 
@@ -39,6 +40,19 @@ def _preset(args) -> int:
     return 0
 
 
+def _params(args) -> int:
+    from recpipe.config import ParamError, load_params
+    from recpipe.sections import validate_all
+
+    try:
+        parsed = validate_all(load_params(args.params))
+    except ParamError as e:
+        print(f"{args.params}: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.params}: valid ({', '.join(parsed)})")
+    return 0
+
+
 def _export_recbole(args) -> int:
     from recpipe.data.recbole_export import export_recbole
 
@@ -56,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("preset", help="print a paper preset as dvc exp run -S flags")
     p.add_argument("name", nargs="?")
     p.set_defaults(fn=_preset)
+    p = sub.add_parser("params", help="validate every section of a params.yaml")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(fn=_params)
     p = sub.add_parser("export-recbole", help="write RecBole atomic files from data/processed")
     p.add_argument("--processed", default="data/processed")
     p.add_argument("--name", required=True, help="dataset name (file prefix)")

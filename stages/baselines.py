@@ -38,12 +38,13 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     from recpipe.eval.evaluator import evaluate
     from recpipe.eval.protocol import resolve
     from recpipe.eval.output import CURVES, STD
-    from recpipe.eval.seeds import Seed, pop_seeds, run_seeds
+    from recpipe.eval.seeds import Seed, parse_seeds, run_seeds
     from recpipe.io import write_hparams
     from recpipe.train.device import pick_device
+    from recpipe.train.seeds import top_seed
 
-    seeds, params = pop_seeds(params, "baselines")  # BaselinesParams has no `seeds` field
     cfg = section(params, "baselines", BaselinesParams)
+    seeds = parse_seeds(cfg.seeds, top_seed(params), "baselines.seeds")
     ecfg = resolve(params.get("eval"))
     for name in only or []:
         if name not in MODELS:

@@ -14,42 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from recpipe.config import ParamError, choice, load_params, parse, rng, section
-from recpipe.graph import BACKBONES  # names only: the models import lazily
-
-
-@dataclass
-class GraphParams:
-    # backbone (recpipe.graph.BACKBONES)
-    model: str = field(default="lightgcn", metadata=choice(*BACKBONES))
-    # RLMRec alignment: none | con | gen
-    align: str = field(default="con", metadata=choice("none", "con", "gen"))
-    # parity reproduces the reference's quirks; clean fixes them (README table)
-    mode: str = field(default="clean", metadata=choice("clean", "parity"))
-    # which column of RLMRec's per-dataset tables: amazon | yelp | steam
-    kind: str = field(default="amazon", metadata=choice("amazon", "yelp", "steam"))
-    # semantic tables for con/gen: profiles (embed stage) | release (RLMRec's ada-002 vectors)
-    semantic: str = field(default="profiles", metadata=choice("profiles", "release"))
-    # auto (cuda when present) | cpu | cuda | cuda:N | mps (checked at parse: recpipe.train.device)
-    device: str = "auto"
-    # CPU threads for torch; 0 = torch's default (1 can be far faster on a busy machine)
-    threads: int = field(default=0, metadata=rng(0))
-    # training loop: recpipe.train.loop.TrainConfig keys (its defaults are RLMRec's)
-    train: dict = field(default_factory=dict)
-    # backbone/alignment keys on top of the preset, clean mode only, keyed by <model> (all its
-    # alignments) or <model>-<align>, e.g. {lightgcn-con: {kd_weight: 0.001}} (presets.py)
-    overrides: dict = field(default_factory=dict)
-    # several seeds in one run: [2023, 2024, 2025] -> metrics/graph.json holds mean and _std;
-    # [] = the top-level `seed` (recpipe/eval/seeds.py)
-    seeds: list = field(default_factory=list)
-
-    def validate(self) -> None:
-        from recpipe.train.device import check_device
-
-        check_device(self.device, "graph.device")
+from recpipe.config import ParamError, load_params, section
+from recpipe.graph.params import GraphParams
 
 
 def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
@@ -88,14 +57,13 @@ def configure(params: dict) -> Plan:
     from recpipe.eval.seeds import parse_seeds
     from recpipe.train.seeds import top_seed
     from recpipe.graph.presets import build_configs, resolve_overrides
-    from recpipe.train.loop import TrainConfig
 
     p = section(params, "graph", GraphParams)
     eval_cfg = resolve_eval(params.get("eval"))
     seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")
     applied, not_applied = resolve_overrides(p.overrides, p.model, p.align, p.mode)
     bb_cfg, al_cfg = build_configs(p.model, p.align, p.kind, p.mode, applied)
-    tr_cfg = parse(TrainConfig, p.train, "graph.train")
+    tr_cfg = p.train_config()
     return Plan(p, bb_cfg, al_cfg, tr_cfg, eval_cfg, seeds, {"applied": applied, "not_applied": not_applied})
 
 

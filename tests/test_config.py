@@ -66,3 +66,23 @@ def test_the_presets_index_names_paper_source_and_an_existing_file_for_every_ent
     with pytest.raises(KeyError, match="unknown preset 'nope'; choose one of rlmrec"):
         flags("nope")
     assert main(["preset", "nope"]) == 2
+
+
+def test_the_committed_params_yaml_validates_section_by_section():
+    """recpipe/sections.py lists every params.yaml section's dataclass; the shipped
+    params.yaml parses through all of them, and a stray section is named."""
+    import yaml
+
+    from recpipe.config import ParamError
+    from recpipe.sections import SCALARS, SECTIONS, validate_all
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert set(params) == set(SECTIONS) | set(SCALARS)
+    parsed = validate_all(params)
+    assert parsed["graph"].train_config().select_metric == "recall@20"
+    assert parsed["baselines"].bprmf.train_config().epochs == params["baselines"]["bprmf"]["train"]["epochs"]
+    assert parsed["eval"].preset == params["eval"]["preset"]
+    with pytest.raises(ParamError, match=r"unknown section\(s\) grpah; sections are seed, dataset"):
+        validate_all({**params, "grpah": {}})
+    with pytest.raises(ParamError, match=r"graph.train.patience: -1 must be >= 0"):
+        validate_all({**params, "graph": {**params["graph"], "train": {"patience": -1}}})

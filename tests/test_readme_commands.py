@@ -96,6 +96,7 @@ RULES = [
     Rule(r"dvc (repro|exp run|metrics|plots|exp show|queue)\b.*"),
     Rule(r"cat reports/leaderboard\.md"),
     Rule(r"recpipe preset"),
+    Rule(r"recpipe params"),
 ]
 
 

@@ -14,7 +14,7 @@ from conftest import md_tables, stage
 
 from recpipe.config import ParamError
 from recpipe.eval.report import ReportParams, build_report, collect_runs
-from recpipe.eval.seeds import Seed, aggregate, parse_seeds, pop_seeds
+from recpipe.eval.seeds import Seed, aggregate, parse_seeds
 from recpipe.eval.significance import fmt_mean_std
 
 SEEDS = [1, 2, 3]
@@ -49,17 +49,6 @@ def test_parse_seeds_accepts_lists_and_defaults_to_the_top_level_seed():
 def test_parse_seeds_refuses_bad_values_naming_the_key(value, why):
     with pytest.raises(ParamError, match=rf"^baselines\.seeds: {why}; write a list of distinct"):
         parse_seeds(value, 2023, "baselines.seeds")
-
-
-def test_pop_seeds_strips_the_key_without_touching_params():
-    params = {"seed": 5, "baselines": {"seeds": [4, 2], "device": "cpu"}}
-    seeds, rest = pop_seeds(params, "baselines")
-    assert seeds == [4, 2] and rest["baselines"] == {"device": "cpu"}
-    assert params["baselines"]["seeds"] == [4, 2]  # the caller's dict is unchanged
-    assert pop_seeds({"seed": 5, "baselines": {"device": "cpu"}}, "baselines")[0] == [5]
-    assert pop_seeds({}, "graph")[0] == [2023]
-    with pytest.raises(ParamError, match=r"^seed: 'x' is not an integer"):
-        pop_seeds({"seed": "x"}, "baselines")
 
 
 def test_stage_fails_with_a_message_naming_baselines_seeds(tmp_path, capsys):

@@ -36,6 +36,8 @@ class BaselinesParams:
     # auto (cuda when available, else cpu) | cpu | cuda | cuda:N | mps: where BPR-MF trains and
     # scoring runs (checked at parse: recpipe.train.device)
     device: str = "auto"
+    # several seeds in one run, e.g. [1, 2, 3]; [] = the top-level `seed` (recpipe/eval/seeds.py)
+    seeds: list = field(default_factory=list)  # checked by parse_seeds (its own message)
     pop: PopParams = field(default_factory=PopParams)
     itemknn: ItemKNNParams = field(default_factory=ItemKNNParams)
     ease: EASEParams = field(default_factory=EASEParams)

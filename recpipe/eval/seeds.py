@@ -30,8 +30,7 @@ they differ. `seed` and `per_user` describe one seed and never reach the aggrega
 
 API (everything a stage needs; see stages/baselines.py for a full use):
 
-    seeds, params = pop_seeds(params, "graph")   # validated list; params without graph.seeds
-    seeds = parse_seeds(value, default, "graph.seeds")  # same check for a dataclass field
+    seeds = parse_seeds(p.seeds, top_seed(params), "graph.seeds")  # a validated list
     def fit(s: Seed):                            # s.value: the seed; s.under(root): its folder
         ...train with s.value, log curves to s.under(plots_dir)...
         return {"valid": res_v, "test": res_t}, {"selected_epoch": epoch}
@@ -49,7 +48,7 @@ from recpipe.config import ParamError
 from recpipe.eval.output import FULL_NAME, STD, write_headline, write_results
 from recpipe.eval.significance import over_seeds
 from recpipe.io import write_json
-from recpipe.train.seeds import _is_int, top_seed
+from recpipe.train.seeds import _is_int
 
 PER_SEED_ONLY = ("seed", "per_user")  # facts about one seed, never aggregated
 _HINT = "write a list of distinct non-negative integers, e.g. [1, 2, 3]; [] = the top-level seed"
@@ -87,19 +86,6 @@ def parse_seeds(value, default: int, key: str) -> list[int]:
             raise ParamError(f"{key}: seed {v} is listed twice; {_HINT}")
         seen.add(v)
     return list(value)
-
-
-def pop_seeds(params: dict, section: str) -> tuple[list[int], dict]:
-    """(seeds of `section`, a params copy whose `section` lacks `seeds`).
-
-    For a section parsed into a dataclass that has no `seeds` field; `params` is not changed.
-    """
-    default = top_seed(params)
-    sec = params.get(section)
-    if not isinstance(sec, dict) or "seeds" not in sec:
-        return [default], params
-    rest = {**params, section: {k: v for k, v in sec.items() if k != "seeds"}}
-    return parse_seeds(sec["seeds"], default, f"{section}.seeds"), rest
 
 
 def _number(x) -> bool:
