@@ -86,3 +86,19 @@ def test_the_committed_params_yaml_validates_section_by_section():
         validate_all({**params, "grpah": {}})
     with pytest.raises(ParamError, match=r"graph.train.patience: -1 must be >= 0"):
         validate_all({**params, "graph": {**params["graph"], "train": {"patience": -1}}})
+
+
+def test_reader_options_come_from_the_ingest_section_by_name():
+    import dataclasses
+
+    from recpipe.data.ingest import read_options
+    from recpipe.data.readers import ReadOptions
+    from recpipe.params import IngestParams
+
+    p = parse(IngestParams, {"categories": ["Books"], "workers": 3, "chunk_lines": 5000,
+                             "steam_source": "reviews", "chunk_mb": 8.0, "strict_last_line": True},
+              prefix="ingest")
+    opts = read_options(p)
+    for f in dataclasses.fields(ReadOptions):  # every option is an ingest key of the same name
+        assert getattr(opts, f.name) == getattr(p, f.name), f.name
+    assert opts.workers == 3 and opts.steam_source == "reviews" and opts.strict_last_line is True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import polars as pl
@@ -46,6 +47,12 @@ def _sink(frame, table: str, path: Path, workdir: Path) -> None:
         lf.sink_parquet(tmp, compression="zstd", compression_level=1)
 
 
+def read_options(params: IngestParams) -> ReadOptions:
+    """The reader's options, each taken by name from the `ingest` section of the same name
+    (a ReadOptions field without an ingest key is a bug the tests catch)."""
+    return ReadOptions(**{f.name: getattr(params, f.name) for f in fields(ReadOptions)})
+
+
 def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
     """Read `dataset` into `out_dir/{interactions,items,users}.parquet`; return the report."""
     t0 = time.perf_counter()
@@ -61,10 +68,7 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     rejects = RejectLog()
-    opts = ReadOptions(
-        params.categories, params.workers, params.chunk_lines, params.steam_source, params.chunk_mb,
-        strict_last_line=params.strict_last_line,
-    )
+    opts = read_options(params)
     try:
         tables = read(src, opts, rejects, workdir)
         # written before the threshold check, so a failed run still shows what was wrong
