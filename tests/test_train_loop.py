@@ -210,3 +210,20 @@ def test_a_killed_training_subprocess_resumes_to_the_uninterrupted_result(small_
     assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6) and len(full["loss"]) == 14
     assert resumed["best_epoch"] == full["best_epoch"] and resumed["steps"] == full["steps"]
     assert resumed["test"] == pytest.approx(full["test"], rel=1e-6)
+
+
+def test_training_runs_deterministic_kernels_and_restores_the_callers_setting():
+    """CPU index_put_ accumulation (embedding gradients) adds in thread order unless torch's
+    deterministic mode is on: LightGCN-Con runs drifted apart after ~20 epochs without it."""
+    seen = []
+
+    class Probe(Linear):
+        def loss(self, x, y):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return super().loss(x, y)
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    fit(Probe(), Rows(16, 8), cfg(epochs=1), progress=False)
+    fit(Probe(), Rows(16, 8), cfg(epochs=1, deterministic=False), progress=False)
+    assert seen == [True, True, False, False]
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -32,7 +32,7 @@ accelerate (its `backward`, `autocast` and main-process test) without a second l
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -65,6 +65,10 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata=rng(1))
     # autocast dtype: none | bf16 | fp16 (fp16: CUDA only, with a gradient scaler)
     amp: str = field(default="none", metadata=choice("none", "bf16", "fp16"))
+    # torch.use_deterministic_algorithms while training: the same seed gives bit-identical runs
+    # at a given thread count. Without it, CPU index_put_ accumulation (embedding gradients)
+    # adds in thread order, and two runs drift apart in the last bits after ~20 epochs
+    deterministic: bool = True
 
     def resume_key(self) -> dict:
         """The fields a checkpoint must agree on to be continued (not the caps: a run stopped
@@ -172,6 +176,32 @@ def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | N
     (0 = leave as is); `signature`: the caller's fingerprint, a checkpoint under another one is
     ignored (recpipe.train.checkpoint.fingerprint).
     """
+    with _deterministic(cfg.deterministic, device):
+        return _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, desc,
+                    optimizer, step_threads)
+
+
+@contextmanager
+def _deterministic(on: bool, device: str):
+    """torch.use_deterministic_algorithms for the block, then the caller's setting again.
+    warn_only: an op without a deterministic kernel warns rather than stopping training."""
+    import os
+
+    import torch
+
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    if on and str(device).startswith("cuda"):  # cuBLAS needs a fixed workspace to be repeatable
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, desc, optimizer,
+         step_threads) -> FitResult:
     import torch
     from tqdm import tqdm
 
