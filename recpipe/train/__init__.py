@@ -6,6 +6,7 @@
               and BPRBatches, the (user, positive, negative) batch source of BPR models
 - checkpoint.py  single-file atomic checkpoints and the fingerprint that guards resuming
 - loop.py     fit(model, data, cfg) -> FitResult: the one training loop
+- backend.py  autocast, backward, step and batch transfer on one device: the accelerate seam
 
 No torch at import time: stages import these while parsing params.
 """

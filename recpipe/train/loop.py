@@ -25,14 +25,14 @@ What the loop needs from its arguments (duck-typed, so a model is a plain nn.Mod
     data.state() / data.load_state(s)             the batch source's RNG state (JSON-able)
     validate(model) -> {metric: value}            the validation summary (no grad, eval mode)
 
-Everything device-specific goes through `_Backend`, the seam where the LLM stages plug in
-accelerate (its `backward`, `autocast` and main-process test) without a second loop.
+Everything device-specific goes through `recpipe.train.backend.Backend`, the seam where the LLM
+stages plug in accelerate (its `backward`, `autocast` and main-process test) without a second loop.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -93,51 +93,6 @@ class FitResult:
     stopped: str  # patience | epochs | max_steps | time_budget
     elapsed_s: float  # training + validation seconds, resumed ones included
     history: list[dict] = field(default_factory=list)  # one row per epoch: loss, timings, valid/*
-
-
-class _Backend:
-    """Plain torch on one device: autocast, backward and step (with a scaler for fp16)."""
-
-    def __init__(self, device: str, amp: str):
-        import torch
-
-        self.device = torch.device(device)
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ParamError(f"train.amp: 'fp16' needs a CUDA device (got {device}); use bf16 or none")
-        self.dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        self.is_main = True
-
-    def autocast(self):
-        import torch
-
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    def backward(self, loss) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-
-    def step(self, opt) -> None:
-        if self.scaler:
-            self.scaler.step(opt)
-            self.scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def to_device(self, batch):
-        import numpy as np
-        import torch
-
-        def move(x):
-            if isinstance(x, np.ndarray):
-                return torch.from_numpy(x).to(self.device)
-            return x.to(self.device) if torch.is_tensor(x) else x
-
-        if isinstance(batch, dict):
-            return {k: move(v) for k, v in batch.items()}
-        return tuple(move(x) for x in batch)
 
 
 def _log(live, row: dict) -> None:
@@ -206,9 +161,10 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     from tqdm import tqdm
 
     from recpipe.train import checkpoint
+    from recpipe.train.backend import Backend
     from recpipe.train.device import torch_threads
 
-    be = _Backend(device, cfg.amp)
+    be = Backend(device, cfg.amp)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
     st, best_state = _State(), None
     if ckpt is not None and checkpoint.exists(ckpt):
