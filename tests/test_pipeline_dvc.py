@@ -162,36 +162,3 @@ def test_bad_param_stops_the_stage_with_a_clear_message(repo):
     res = sh(repo, "dvc", "exp", "run", "split", "-S", "split.protocol=bogus", check=False)
     assert res.returncode != 0
     assert "split.protocol: 'bogus' is not allowed" in res.stdout + res.stderr
-
-
-def test_queued_grid_of_graph_experiments_runs_and_compares(repo):
-    """The README's grid command on a 2 x 2 grid: queue, start workers, compare metrics."""
-    import time
-
-    # the tests above applied their experiments (other datasets) to the workspace; queue from
-    # the committed embedded-sample state, whose data stages are all in the cache
-    sh(repo, "git", "reset", "-q", "--hard")
-    sh(repo, "dvc", "checkout", "-q", "--force")
-    sh(repo, "dvc", "exp", "run", "--queue", "-S", "graph.model=lightgcn,gccf", "-S", "graph.align=none,con")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = sh(repo, "dvc", "queue", "status").stdout
-        if not any(s in status for s in ("Queued", "Running")):
-            break
-        time.sleep(3)
-    sh(repo, "dvc", "queue", "stop", check=False)
-    if status.count("Success") != 4:  # show why the first failed task failed
-        failed = [line.split()[0] for line in status.splitlines() if "Failed" in line]
-        logs = sh(repo, "dvc", "queue", "logs", failed[0], check=False) if failed else None
-        raise AssertionError(status + ("" if logs is None else logs.stdout[-3000:] + logs.stderr[-3000:]))
-    rows = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
-    seen = set()
-    for commit in rows:
-        for exp in commit.get("experiments") or []:
-            data = exp["revs"][0]["data"]
-            graph = data["params"]["params.yaml"]["data"]["graph"]
-            got = data["metrics"]["metrics/graph.json"]["data"]
-            assert 0 <= got["test/recall@20"] <= 1
-            seen.add((graph["model"], graph["align"]))
-    assert seen == {(m, a) for m in ("lightgcn", "gccf") for a in ("none", "con")}

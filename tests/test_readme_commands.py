@@ -212,6 +212,31 @@ def wait_for_queue(repo: Path, n: int, before: tuple[int, int]) -> None:
         raise AssertionError(status + ("" if logs is None else logs.stdout[-3000:] + logs.stderr[-3000:]))
 
 
+def check_queued_experiments(repo: Path, cmd: str) -> None:
+    """Every combination the command's `-S 'key=a,b'` grid names is an experiment whose params
+    say so and whose metrics/graph.json holds a test Recall@20 (`dvc exp show` compares them)."""
+    import itertools
+
+    grid = {k: v.split(",") for k, v in re.findall(r"-S '([\w.]+)=([\w,.]+)'", cmd)}
+    rows = json.loads(sh(repo, "dvc exp show --json").stdout)
+    seen = set()
+    for commit in rows:
+        for exp in commit.get("experiments") or []:
+            data = exp["revs"][0]["data"]
+            params = data["params"]["params.yaml"]["data"]
+            got = data["metrics"]["metrics/graph.json"]["data"]
+            assert 0 <= got["test/recall@20"] <= 1
+            values = []
+            for key in grid:
+                node = params
+                for part in key.split("."):
+                    node = node[part]
+                values.append(str(node))
+            seen.add(tuple(values))
+    want = set(itertools.product(*grid.values()))
+    assert want <= seen, f"queued {sorted(want - seen)} missing from dvc exp show"
+
+
 def localise(cmd: str, server: FakeLLMServer | None) -> tuple[str, dict]:
     """The README command as it runs here: real data paths, a local model and server."""
     extra = {}
@@ -260,6 +285,7 @@ def test_readme_command_runs(repo, cmd):
         res = sh(repo, local, extra)
     if rule.queue:
         wait_for_queue(repo, rule.queue, before)
+        check_queued_experiments(repo, local)
     assert "Traceback" not in res.stdout + res.stderr, res.stdout[-3000:] + res.stderr[-3000:]
 
 
