@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from recpipe.config import choice, parse, rng
+from recpipe.config import choice, rng
 from recpipe.graph import BACKBONES  # names only: the models import lazily
 
 
@@ -45,6 +45,7 @@ class GraphParams:
         self.train = asdict(self.train_config())
 
     def train_config(self):
-        from recpipe.train.loop import TrainConfig
+        from recpipe.train.loop import train_config
 
-        return parse(TrainConfig, self.train, "graph.train")
+        # no graph defaults on top: TrainConfig's own defaults are RLMRec's
+        return train_config(self.train, {}, "graph.train")
