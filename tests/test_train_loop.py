@@ -153,6 +153,35 @@ def test_a_run_capped_by_epochs_continues_when_resumed_with_more(tmp_path):
     assert other.epochs == 2 and len(other.history) == 2
 
 
+def test_lr_schedule_is_a_function_of_the_fractional_epoch_and_survives_resume(tmp_path):
+    """lr_lambda(e) sets every step's lr (e = epoch + batch / batches); a resumed run uses the
+    schedule's lr, not the one its checkpoint's optimiser had at the kill."""
+
+    def run(epochs, ckpt=None):
+        seen = []
+        opt_box = {}
+
+        class Spy(Linear):
+            def loss(self, x, y):
+                seen.append(opt_box["opt"].param_groups[0]["lr"])
+                return super().loss(x, y)
+
+        m = Spy()
+        opt_box["opt"] = torch.optim.SGD(m.parameters(), lr=0.1)
+        res = fit(m, Rows(32, 8), cfg(epochs=epochs, lr=0.1), optimizer=opt_box["opt"],
+                  lr_lambda=lambda e: 0.5 ** (e // 2) * (1 + e % 1), ckpt=ckpt, signature="s",
+                  progress=False, validate=lambda m: {"score": -float(m.w.sum())})
+        return seen, res
+
+    seen, full = run(4)
+    # the lr seen in batch b is the one set before the previous step (the first: the initial 0.1)
+    want = [0.1 * 0.5 ** (e // 2) * (1 + b / 4) for e in range(4) for b in range(4)]
+    assert seen[1:] == pytest.approx(want[:-1])
+    run(3, tmp_path / "ck")
+    _, more = run(4, tmp_path / "ck")
+    assert [r["loss"] for r in more.history] == pytest.approx([r["loss"] for r in full.history], rel=1e-6)
+
+
 KILLED_RUN = textwrap.dedent("""
     import json, sys, time
     from recpipe.eval.data import load_split

@@ -124,16 +124,20 @@ class _State:
 def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | None = None,
         device: str = "cpu", ckpt: str | Path | None = None, signature: str = "", live=None,
         progress: bool = True, desc: str = "train", optimizer=None,
-        step_threads: int = 0) -> FitResult:
+        step_threads: int = 0, lr_lambda: Callable[[float], float] | None = None) -> FitResult:
     """Train `model` on `data` under `cfg`, select on `validate`, return a FitResult.
 
-    `optimizer`: default Adam(lr); `step_threads`: torch CPU threads for the training steps only
+    `optimizer`: default Adam(lr); `lr_lambda(e) -> factor`: before every optimiser step each
+    parameter group's lr is its initial lr x factor, e the fractional epoch (epoch + batch /
+    batches per epoch, when the batch source has a len; else the integer epoch). A schedule is
+    a pure function of e, so a resumed run follows it exactly (floor(e) gives a per-epoch one,
+    as SASRec's StepLR and MMHCL's LambdaLR); `step_threads`: torch CPU threads for the training steps only
     (0 = leave as is); `signature`: the caller's fingerprint, a checkpoint under another one is
     ignored (recpipe.train.checkpoint.fingerprint).
     """
     with _deterministic(cfg.deterministic, device):
         return _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, desc,
-                    optimizer, step_threads)
+                    optimizer, step_threads, lr_lambda)
 
 
 @contextmanager
@@ -156,7 +160,7 @@ def _deterministic(on: bool, device: str):
 
 
 def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, desc, optimizer,
-         step_threads) -> FitResult:
+         step_threads, lr_lambda) -> FitResult:
     import torch
     from tqdm import tqdm
 
@@ -166,6 +170,8 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
 
     be = Backend(device, cfg.amp)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    base_lr = [g["lr"] for g in opt.param_groups]  # before a checkpoint's (scheduled) lr loads
+    per_epoch = len(data) if hasattr(data, "__len__") else 0
     st, best_state = _State(), None
     if ckpt is not None and checkpoint.exists(ckpt):
         if checkpoint.signature(ckpt) != signature:
@@ -201,8 +207,12 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     def over_budget() -> bool:
         return bool(cfg.time_budget_s) and time.perf_counter() - t_start >= cfg.time_budget_s
 
-    def step(micro: int) -> None:
-        """One optimiser step over `micro` accumulated micro-batches; then the caps."""
+    def step(micro: int, at: float) -> None:
+        """One optimiser step over `micro` accumulated micro-batches at fractional epoch `at`;
+        then the caps."""
+        if lr_lambda is not None:
+            for g, lr0 in zip(opt.param_groups, base_lr):
+                g["lr"] = lr0 * lr_lambda(at)
         if micro < cfg.grad_accum:  # an epoch's remainder: its grads were scaled 1/grad_accum
             for g in (q.grad for q in model.parameters() if q.grad is not None):
                 g.mul_(cfg.grad_accum / micro)
@@ -222,7 +232,7 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
         t0, total, n, pending = time.perf_counter(), 0.0, 0, 0
 
         with torch_threads(step_threads):
-            for batch in data.epoch():
+            for b, batch in enumerate(data.epoch()):
                 batch = be.to_device(batch)
                 with be.autocast():  # a batch is a tuple of arrays or a mapping of named inputs
                     out = model.loss(**batch) if isinstance(batch, dict) else model.loss(*batch)
@@ -230,12 +240,12 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                 be.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
                 total, n, pending = total + loss.detach().float(), n + 1, pending + 1  # no sync
                 if pending == cfg.grad_accum:
-                    step(pending)
+                    step(pending, epoch + b / per_epoch if per_epoch else epoch)
                     pending = 0
                     if st.stopped:
                         break
             if pending:
-                step(pending)
+                step(pending, epoch + b / per_epoch if per_epoch else epoch)
         row = {"epoch": epoch, "loss": float(total) / max(n, 1), "epoch_s": time.perf_counter() - t0}
         st.epoch = epoch + 1
         if not st.stopped and st.epoch >= cfg.epochs:
