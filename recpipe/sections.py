@@ -25,6 +25,7 @@ SECTIONS: dict[str, str] = {
     "embed": "recpipe.embedding.embed:EmbedParams",
     "baselines": "recpipe.baselines:BaselinesParams",
     "graph": "recpipe.graph.params:GraphParams",
+    "sasrec": "recpipe.seq.params:SASRecParams",
     "report": "recpipe.eval.report:ReportParams",
 }
 SCALARS = ("seed",)  # top-level keys that are values, not sections (recpipe.train.seeds)

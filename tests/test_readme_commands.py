@@ -39,6 +39,7 @@ SMALL = {
     "sample": {"n_users": 150, "n_items": 120, "reviews_per_user_mean": 10.0},
     "graph.train": {"epochs": 2, "eval_every": 1},
     "baselines.bprmf.train": {"epochs": 2, "eval_every": 1},
+    "sasrec.train": {"epochs": 2, "eval_every": 1},
     "profile": {"max_new_tokens": 24, "max_retries": 0},
 }
 # README placeholder -> folder under ../shared/data (and scale flags appended for that data)
