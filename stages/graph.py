@@ -21,6 +21,18 @@ from recpipe.config import ParamError, load_params, section
 from recpipe.graph.params import GraphParams
 
 
+def without_text(p: GraphParams, embeddings: Path) -> bool:
+    """Alignment asked for on data that has no text: the embed stage wrote no profile matrices
+    and said so (`"status": "skipped: no text"` in its metrics.json: the RLMRec release, S3Rec
+    sequences)."""
+    import json
+
+    report = embeddings / "metrics.json"
+    if p.align == "none" or p.semantic != "profiles" or not report.exists():
+        return False
+    return str(json.loads(report.read_text()).get("status", "")).startswith("skipped")
+
+
 def semantic_tables(p: GraphParams, processed: Path, embeddings: Path):
     import numpy as np
 
@@ -78,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", required=True, help="folder for the dvclive curves")
     args = ap.parse_args(argv)
     try:
-        plan = configure(load_params(args.params))
+        params = load_params(args.params)
+        plan = configure(params)
+        if without_text(plan.p, Path(args.embeddings)):
+            # data with ids only runs through every stage (as profile and embed do): the plain
+            # backbone, labelled <model>-none in the metrics and the report
+            print(f"graph: the data has no text, so there are no profiles to align with; "
+                  f"graph.align={plan.p.align} falls back to none ({plan.p.model}-none)")
+            plan = configure({**params, "graph": {**params.get("graph", {}), "align": "none"}})
         p = plan.p
         sem = semantic_tables(p, Path(args.processed), Path(args.embeddings)) if p.align != "none" else (None, None)
     except ParamError as e:

@@ -100,3 +100,29 @@ def test_readme_command_for_the_rlmrec_release_runs_every_stage(repo):
     board = (repo / "reports" / "leaderboard.md").read_text()
     for row in ("| pop | 1 |", "| bprmf | 1 |", "| lightgcn-none | 1 |"):
         assert row in board
+
+
+def test_graph_alignment_on_data_without_text_falls_back_to_the_plain_backbone(small_processed, tmp_path, capsys):
+    """The default graph.align=con on ids-only data (issue 14's bare LOO command): the embed
+    stage skipped, so the graph stage trains <model>-none and says so, instead of failing."""
+    import yaml
+
+    from conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["graph"]["train"].update(epochs=1, eval_every=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    emb = tmp_path / "embeddings"
+    emb.mkdir()
+    args = ["--params", str(tmp_path / "params.yaml"), "--processed", str(small_processed),
+            "--embeddings", str(emb), "--out", str(tmp_path / "out"), "--metrics",
+            str(tmp_path / "graph.json"), "--plots", str(tmp_path / "plots")]
+    # no embed report at all: still the clear error that names what is missing
+    assert _stage("graph").main(args) == 2
+    assert "user_profile.npy" in capsys.readouterr().err
+    (emb / "metrics.json").write_text(json.dumps({"status": SKIPPED}))
+    assert _stage("graph").main(args) == 0
+    assert "falls back to none (lightgcn-none)" in capsys.readouterr().out
+    full = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert full["model"] == "lightgcn-none"
+    assert json.loads((tmp_path / "out" / "hparams.json").read_text())["align"] == "none"
