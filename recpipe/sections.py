@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "baselines": "recpipe.baselines:BaselinesParams",
     "graph": "recpipe.graph.params:GraphParams",
     "sasrec": "recpipe.seq.params:SASRecParams",
+    "mmhcl": "recpipe.hypergraph.params:MMHCLParams",
     "report": "recpipe.eval.report:ReportParams",
 }
 SCALARS = ("seed",)  # top-level keys that are values, not sections (recpipe.train.seeds)

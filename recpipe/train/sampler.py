@@ -146,3 +146,52 @@ class BPRBatches:
 
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class UserBatches:
+    """MMHCL's batch source (hellm.md 3.3, reference `load_data.Data.sample`): each step draws
+    `batch_size` users uniformly without replacement among the users with a training item
+    (with replacement when there are fewer such users, as the reference), one positive per
+    user uniform over its training items and one negative by `NegativeSampler` (uniform,
+    redrawn while it is a training item). An epoch is `steps` such draws, by default the
+    reference's `n_train_interactions // batch_size + 1`; draws are independent, so a user
+    can come back in the next step of the same epoch.
+
+    epoch() yields (users, pos, neg) int64 arrays of `batch_size`; `state()` / `load_state()`
+    give the generator state a checkpoint keeps.
+    """
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, seed: int, steps: int | None = None):
+        t = sp.csr_matrix(train, copy=True)
+        t.sum_duplicates()
+        t.eliminate_zeros()  # an explicit zero is not a training item
+        self.indptr, self.indices = t.indptr.astype(np.int64), t.indices.astype(np.int64)
+        self.deg = np.diff(self.indptr)  # (U,) training items per user
+        self.active = np.flatnonzero(self.deg > 0)  # users that can be drawn
+        if not len(self.active):
+            raise ValueError("UserBatches: the training matrix has no interactions")
+        self.batch_size = batch_size
+        self.steps = t.nnz // batch_size + 1 if steps is None else steps
+        self.rng = np.random.default_rng(seed)
+        self.negatives = NegativeSampler(t, self.rng)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def draw(self):
+        """One batch: (users, pos, neg), each (batch_size,) int64."""
+        replace = self.batch_size > len(self.active)
+        users = self.rng.choice(self.active, size=self.batch_size, replace=replace)
+        # a uniform offset into each user's CSR row: integers() broadcasts over the highs
+        pos = self.indices[self.indptr[users] + self.rng.integers(0, self.deg[users])]
+        return users, pos, self.negatives.draw(users)
+
+    def epoch(self):
+        for _ in range(self.steps):
+            yield self.draw()
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
