@@ -73,6 +73,31 @@ def test_the_ffn_is_the_references_kernel_1_convolution():
     assert torch.allclose(ffn(x), conv(x.transpose(1, 2)).transpose(1, 2), atol=1e-6)
 
 
+def test_attention_is_torchs_multihead_attention_with_its_weights():
+    from recpipe.seq.dropout import FastDropout
+    from recpipe.seq.sasrec import attend
+
+    m = small_model(heads=2)
+    mha, q, x = m.attention_layers[0], torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    want, _ = mha(q, x, x, attn_mask=m.causal[:6, :6], need_weights=False)
+    assert torch.allclose(attend(mha, q, x, m.causal[:6, :6], FastDropout(0.5).eval()), want, atol=1e-6)
+
+
+def test_fast_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
+    from recpipe.seq.dropout import FastDropout
+
+    for p in (0.5, 0.2, 0.9):
+        torch.manual_seed(0)
+        y = FastDropout(p).train()(torch.ones(400_000))
+        kept = y[y != 0]
+        assert abs(len(kept) / 400_000 - (1 - p)) < 0.005 and torch.allclose(kept, torch.tensor(1 / (1 - p)))
+    torch.manual_seed(1)
+    a = FastDropout(0.5)(torch.ones(64))
+    torch.manual_seed(1)
+    assert torch.equal(a, FastDropout(0.5)(torch.ones(64)))
+    assert torch.equal(FastDropout(0.5).eval()(torch.ones(5)), torch.ones(5))
+
+
 def test_scores_are_the_last_position_against_every_item():
     m = small_model(loss="ce")
     seq = torch.tensor([[0, 2, 3, 4, 5, 6], [0, 0, 0, 0, 1, 12]])

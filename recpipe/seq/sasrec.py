@@ -30,6 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from recpipe.seq.dropout import FastDropout
 from recpipe.seq.params import SASRecConfig
 
 
@@ -40,13 +41,29 @@ class PointwiseFFN(torch.nn.Sequential):
 
     def __init__(self, d: int, dropout: float):
         nn = torch.nn
-        super().__init__(nn.Conv1d(d, d, 1), nn.Dropout(dropout), nn.ReLU(), nn.Conv1d(d, d, 1),
-                         nn.Dropout(dropout))
+        super().__init__(nn.Conv1d(d, d, 1), FastDropout(dropout), nn.ReLU(), nn.Conv1d(d, d, 1),
+                         FastDropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, d)
         c1, drop1, relu, c2, drop2 = self
         x = relu(drop1(F.linear(x, c1.weight[:, :, 0], c1.bias)))
         return drop2(F.linear(x, c2.weight[:, :, 0], c2.bias))
+
+
+def attend(mha: torch.nn.MultiheadAttention, q_in: torch.Tensor, kv: torch.Tensor,
+           blocked: torch.Tensor, drop: FastDropout) -> torch.Tensor:
+    """`mha(q_in, kv, kv, attn_mask=blocked)` with `mha`'s own weights, written out so the
+    attention weights go through FastDropout. q_in, kv: (B, T, d); blocked: (T, T) bool."""
+    b, t, d = q_in.shape
+    h = mha.num_heads
+    w, bias = mha.in_proj_weight, mha.in_proj_bias  # (3d, d), (3d,): q, k, v stacked
+    q = F.linear(q_in, w[:d], bias[:d]).view(b, t, h, d // h).transpose(1, 2)  # (B, h, T, dh)
+    k = F.linear(kv, w[d:2 * d], bias[d:2 * d]).view(b, t, h, d // h).transpose(1, 2)
+    v = F.linear(kv, w[2 * d:], bias[2 * d:]).view(b, t, h, d // h).transpose(1, 2)
+    att = (q @ k.transpose(-1, -2)) * (d // h) ** -0.5  # (B, h, T, T)
+    att = drop(att.masked_fill(blocked, float("-inf")).softmax(-1))
+    y = (att @ v).transpose(1, 2).reshape(b, t, d)  # (B, T, d)
+    return mha.out_proj(y)
 
 
 class SASRec(torch.nn.Module):
@@ -58,7 +75,8 @@ class SASRec(torch.nn.Module):
         self.cfg, self.n_items = cfg, n_items
         self.embedding = nn.Embedding(n_items + 1, d)  # row 0 = padding
         self.pos_embedding = nn.Embedding(cfg.maxlen, d)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = FastDropout(cfg.dropout)
+        self.attn_dropout = FastDropout(cfg.dropout)  # on the attention weights, as MHA's own
         self.attention_layernorms = nn.ModuleList(nn.LayerNorm(d, eps=1e-8) for _ in range(cfg.layers))
         self.attention_layers = nn.ModuleList(
             nn.MultiheadAttention(d, cfg.heads, cfg.dropout, batch_first=True) for _ in range(cfg.layers))
@@ -88,7 +106,7 @@ class SASRec(torch.nn.Module):
         for norm_a, attn, norm_f, ffn in zip(self.attention_layernorms, self.attention_layers,
                                              self.forward_layernorms, self.forward_layers):
             q = norm_a(x)
-            a, _ = attn(q, x, x, attn_mask=mask, need_weights=False)
+            a = attend(attn, q, x, mask, self.attn_dropout)
             x = norm_f(q + a)
             x = (x + ffn(x)) * keep
         return self.last_layernorm(x)
