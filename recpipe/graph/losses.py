@@ -25,15 +25,24 @@ def _normalize(x):
 class _LSE(torch.autograd.Function):
     """log Σ_j exp(x_i·y_j) per row of x, (B,), over row chunks of `chunk`: the (chunk, M)
     block of dot products is recomputed in backward instead of stored. On a CPU this keeps
-    it in cache (2.4x faster than logsumexp(x @ y.T) at 3500 x 11000); on a GPU one chunk."""
+    it in cache (2.4x faster than logsumexp(x @ y.T) at 3500 x 11000); on a GPU one chunk.
+    `skip_self`: row i leaves out key i (x is the first block of y: MMHCL's InfoNCE, where a
+    node is not its own negative); the block's entries (r, s + r) get -inf."""
 
     @staticmethod
-    def forward(ctx, x, y, chunk: int):
+    def _block(x, y, s: int, chunk: int, skip_self: bool):
+        blk = x[s:s + chunk] @ y.T  # (c, M)
+        if skip_self:
+            blk.diagonal(s).fill_(float("-inf"))
+        return blk
+
+    @staticmethod
+    def forward(ctx, x, y, chunk: int, skip_self: bool):
         out = torch.empty(len(x), dtype=x.dtype, device=x.device)
         for s in range(0, len(x), chunk):
-            out[s:s + chunk] = torch.logsumexp(x[s:s + chunk] @ y.T, dim=-1)
+            out[s:s + chunk] = torch.logsumexp(_LSE._block(x, y, s, chunk, skip_self), dim=-1)
         ctx.save_for_backward(x, y, out)
-        ctx.chunk = chunk
+        ctx.chunk, ctx.skip_self = chunk, skip_self
         return out
 
     @staticmethod
@@ -43,18 +52,21 @@ class _LSE(torch.autograd.Function):
         dx, dy = torch.empty_like(x), torch.zeros_like(y)
         for s in range(0, len(x), ctx.chunk):
             xc = x[s:s + ctx.chunk]
-            # softmax_j(x_i·y_j) * g_i, (chunk, M)
-            p = (xc @ y.T).sub_(out[s:s + ctx.chunk, None]).exp_().mul_(g[s:s + ctx.chunk, None])
+            # softmax_j(x_i·y_j) * g_i, (chunk, M); exp(-inf) = 0 for a skipped key
+            p = (_LSE._block(x, y, s, ctx.chunk, ctx.skip_self)
+                 .sub_(out[s:s + ctx.chunk, None]).exp_().mul_(g[s:s + ctx.chunk, None]))
             dx[s:s + ctx.chunk] = p @ y
             dy.addmm_(p.T, xc)
-        return dx, dy, None
+        return dx, dy, None, None
 
 
-def row_logsumexp(x, y):
+def row_logsumexp(x, y, chunk: int = 0, skip_self: bool = False):
     """log Σ_j exp(x_i·y_j) for every row of x (B, d) against y (M, d): (B,), differentiable
-    in both, without keeping the (B, M) matrix (see `_LSE`)."""
-    chunk = len(x) if x.is_cuda else (1 << 19) // max(1, len(y))  # ~2 MB blocks on CPU
-    return _LSE.apply(x, y, max(1, chunk))
+    in both, without keeping the (B, M) matrix (see `_LSE`). chunk 0 = rows per block chosen
+    here (all of x on a GPU, ~2 MB blocks on a CPU); skip_self: row i leaves out key i."""
+    if not chunk:
+        chunk = len(x) if x.is_cuda else (1 << 19) // max(1, len(y))
+    return _LSE.apply(x, y, max(1, chunk), skip_self)
 
 
 def info_nce_sum(anchor, positive, candidates, tau: float, mask=None):
