@@ -54,7 +54,11 @@ def run(p, eval_cfg, seeds, processed: Path, embeddings: Path, out: Path, metric
     data = load_view(processed)
     feats, names = load_modalities(p.modalities, processed, embeddings, p.image_path, data.n_items)
     p = replace(p, modalities=names)  # [auto] resolved: what the graphs, logs and hparams name
-    label = "+".join(names)  # the resolved list ([auto] -> what the data has)
+    if not names:  # [auto] on ids-only data: no item hypergraph, as with lambda_i = 0
+        print("mmhcl: the items have no text, attributes or image features, so there is no "
+              "item hypergraph: training with lambda_i = 0 (mmhcl[none])")
+        p = replace(p, model={**p.model, "lambda_i": 0.0})
+    label = "+".join(names) or "none"  # the resolved list ([auto] -> what the data has)
     print(f"mmhcl: {data.n_users:,} users, {data.n_items:,} items, {data.train.nnz:,} training "
           f"pairs, modalities [{', '.join(names)}], preset {p.preset or '(parser defaults)'}, "
           f"device {device}, seed(s) {', '.join(map(str, seeds))}", flush=True)

@@ -242,10 +242,27 @@ def test_auto_modalities_are_what_the_data_has(small_processed, embeddings, seq_
     processed, _ = seq_loo
     feats, names = features.load_modalities(["auto"], processed, tmp_path, "", load_view(processed).n_items)
     assert names == ["attributes"] and feats[0].shape[1] == len(ATTRS)
-    with pytest.raises(ParamError, match=r"mmhcl\.modalities: \[auto\], but the data has none"):
-        features.load_modalities(["auto"], small_processed, tmp_path, "", n)
+    assert features.load_modalities(["auto"], small_processed, tmp_path, "", n) == ([], [])
     with pytest.raises(ParamError, match=r"give \[auto\] alone"):
         features.load_modalities(["auto", "text"], small_processed, embeddings, "", n)
+
+
+def test_ids_only_data_trains_without_the_item_hypergraph(small_processed, tmp_path, capsys):
+    """[auto] with no text, attributes or images (the RLMRec release): lambda_i = 0, mmhcl[none]."""
+    params = params_file(tmp_path, train={"epochs": 1, "batch_size": 64})
+    assert run_stage(tmp_path, small_processed, tmp_path / "no_embeddings", params) == 0
+    assert "no item hypergraph" in capsys.readouterr().out
+    full = json.loads((tmp_path / "run" / "out" / "metrics.json").read_text())
+    assert full["model"] == "mmhcl[none]" and full["modalities"] == "none"
+    hp = json.loads((tmp_path / "run" / "out" / "hparams.json").read_text())
+    assert hp["params"]["lambda_i"] == 0.0 and hp["modalities"] == []
+
+
+def test_null_model_keys_leave_the_preset_value():
+    p = parse(MMHCLParams, {"preset": "beauty", "model": {"tau": None, "topk": 7, "infonce": "batch"}},
+              prefix="mmhcl")
+    cfg = p.model_config()
+    assert (cfg.tau, cfg.topk, cfg.infonce) == (PRESETS["beauty"]["tau"], 7, "batch")
 
 
 def test_params_module_keeps_torch_out():

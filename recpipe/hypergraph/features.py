@@ -11,7 +11,9 @@
 `auto` resolves by what exists, not by the dataset's name: text when the embed stage wrote
 `item_text.npy`, attributes when some item carries them, image when its file exists. So the
 synthetic default runs on text, S3Rec files on attributes, and the same `dvc exp run` line
-works on both; the resolved list is what the metrics and report record.
+works on both; the resolved list is what the metrics and report record. Data with none of
+them (the RLMRec release) resolves to [], and the stage trains without the item hypergraph
+(lambda_i = 0, the reference's way of switching a branch off), labelled `mmhcl[none]`.
 
 `text` is `item_text.npy`, not `item_profile.npy`: it embeds each item's own catalogue text
 (title, brand, categories[0], description; recpipe/embedding/embed.py), which is HeLLM's text
@@ -109,17 +111,14 @@ def available(processed: Path, embeddings: Path, image_path: str) -> list[str]:
 def load_modalities(names: list[str], processed: Path, embeddings: Path, image_path: str,
                     n_items: int) -> tuple[list, list[str]]:
     """([matrix per name], names): each (n_items, f) float32, dense or CSR (attributes only).
-    `auto` in `names` stands for `available(...)`."""
+    `auto` in `names` stands for `available(...)`, which may be empty: ([], [])."""
     if "auto" in names:
         if len(names) > 1:
             raise ParamError(f"mmhcl.modalities: {names}: auto already means every modality the "
                              f"data has; give [auto] alone or list the modalities")
         names = available(processed, embeddings, image_path)
-        if not names:
-            raise ParamError(f"mmhcl.modalities: [auto], but the data has none: no "
-                             f"{Path(embeddings) / 'item_text.npy'} (embed stage), no "
-                             f"extra.attributes in {Path(processed) / 'items.parquet'}, no image "
-                             f"features; MMHCL's item hypergraph needs one")
+        if not names:  # ids-only data: the caller trains without the item hypergraph
+            return [], []
     load = {"text": lambda: text(embeddings, n_items),
             "attributes": lambda: attributes(processed, n_items),
             "image": lambda: image(image_path, embeddings, n_items)}

@@ -83,7 +83,7 @@ class MMHCLParams:
     # per-dataset hyperparameters of HeLLM's stage 1 (PRESETS): "" (the reference parser's
     # defaults) | beauty | sports | toys; keys in `model` override the preset's
     preset: str = field(default="", metadata=choice("", *PRESETS))
-    # MMHCLConfig keys on top of the preset, e.g. {infonce: batch, topk: 5}
+    # MMHCLConfig keys on top of the preset, e.g. {infonce: batch, topk: 5}; null = unset
     model: dict = field(default_factory=dict)
     # item modalities, one kNN hyperedge family each: text | attributes | image, e.g. [image,
     # text] (the paper on Amazon) or [attributes] (the s3rec_seq files: no text, no images);
@@ -127,8 +127,10 @@ class MMHCLParams:
                 hint = ("; the modality list is mmhcl.modalities" if key == "modalities" else "")
                 raise ParamError(f"mmhcl.model.{key}: unknown key{hint}; known keys: "
                                  f"{', '.join(known)}")
-        return parse(MMHCLConfig, {**PRESETS.get(self.preset, {}), **self.model},
-                     prefix="mmhcl.model")
+        # null = not set here: the preset's value, else MMHCLConfig's default (params.yaml
+        # lists every key as null so that `dvc exp run -S mmhcl.model.<key>=...` can set it)
+        given = {k: v for k, v in self.model.items() if v is not None}
+        return parse(MMHCLConfig, {**PRESETS.get(self.preset, {}), **given}, prefix="mmhcl.model")
 
     def train_config(self):
         from recpipe.train.loop import train_config

@@ -41,7 +41,8 @@ def graphs(train: sp.csr_matrix, feats: list, names: list[str], cfg) -> tuple:
         _log(f"I2I hypergraph {n_items:,} items from {dims}, top-{cfg.topk}: {ig.nnz:,} entries "
              f"({ig.nnz / max(n_items, 1):.0f} per item) in {time.perf_counter() - t1:.1f} s")
     else:
-        build.check_modalities(feats, cfg.topk, n_items, names)  # bad input fails either way
+        if feats:  # bad input fails even when the branch is off; none at all is allowed then
+            build.check_modalities(feats, cfg.topk, n_items, names)
         ig = sp.csr_matrix((n_items, n_items), dtype=np.float32)
     return ig, ug, {"u2u_s": t1 - t0, "i2i_s": time.perf_counter() - t1}
 
