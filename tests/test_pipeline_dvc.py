@@ -23,7 +23,7 @@ from conftest import ROOT, shared_path
 
 SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
 SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1},
-                  "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1}}
+                  "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1, "max_steps": 3}}
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subprocess.CompletedProcess:
