@@ -111,7 +111,11 @@ class FakeLLMServer:
         return entry
 
     def _done(self, entry: dict) -> None:
+        """The request stops counting as in flight; once, whichever of the answer and the
+        handler's end calls it first."""
         with self._lock:
+            if entry["t_end"] is not None:
+                return
             self.in_flight -= 1
             entry["t_end"] = time.monotonic()
 
@@ -130,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except json.JSONDecodeError:
             body = None
-        entry = self.owner._register(dict(self.headers.items()), body)
+        entry = self._entry = self.owner._register(dict(self.headers.items()), body)
         try:
             self._answer(entry, body)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
@@ -182,6 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._raw(status, json.dumps(obj).encode("utf-8"), headers)
 
     def _raw(self, status: int, data: bytes, headers: dict | None = None) -> None:
+        # done before the bytes leave: a client that has its answer may send its next request
+        # at once, and that one must not find this one still counted (max_in_flight off by one)
+        if getattr(self, "_entry", None) is not None:
+            self.owner._done(self._entry)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
