@@ -6,6 +6,7 @@
     recpipe params                       # validate every section of params.yaml
     recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
     recpipe backbone smollm2-135m        # load an LLM backbone (converting it once), describe it
+    recpipe launch -n 2 SCRIPT [ARGS]    # run a training script on 2 data-parallel processes
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def _backbone(args) -> int:
     return 0
 
 
+def _launch(args) -> int:
+    from recpipe.llm.launch import launch
+
+    rc = launch(args.processes, args.script, args.args)
+    if rc is None:  # one process, or inside a launcher already: run it here
+        import runpy
+
+        sys.argv = [args.script, *args.args]
+        runpy.run_path(args.script, run_name="__main__")
+        return 0
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="recpipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     p.set_defaults(fn=_backbone)
+    p = sub.add_parser("launch", help="run a training script on N data-parallel processes "
+                       "(torchrun; gloo on CPU, NCCL on GPU)")
+    p.add_argument("-n", "--processes", type=int, default=2)
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_launch)
     args = ap.parse_args(argv)
     return args.fn(args)
 

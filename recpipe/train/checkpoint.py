@@ -45,12 +45,33 @@ def _flat_optimizer(opt) -> tuple[dict, dict]:
     return tensors, meta
 
 
+def model_state(model) -> dict:
+    """What a checkpoint and the kept best state hold of a model: its whole state_dict, or, for
+    a model with `trainable_state_only = True` (an LLM with LoRA: 2.5M trainable of 135M), only
+    the parameters that train; the frozen rest is rebuilt from the backbone on load."""
+    if getattr(model, "trainable_state_only", False):
+        return {k: p for k, p in model.named_parameters() if p.requires_grad}
+    return model.state_dict()
+
+
+def load_model_state(model, state: dict) -> None:
+    """model_state's inverse: a partial state must cover exactly the trainable parameters."""
+    if not getattr(model, "trainable_state_only", False):
+        model.load_state_dict(state)
+        return
+    want = {k for k, p in model.named_parameters() if p.requires_grad}
+    if set(state) != want:
+        raise ValueError(f"checkpoint holds {len(state)} tensors, the model trains {len(want)}: "
+                         f"e.g. {sorted(set(state) ^ want)[:3]}")
+    model.load_state_dict(state, strict=False)
+
+
 def save(path: str | Path, model, opt, best_state: dict | None, meta: dict, rng: dict) -> None:
     """Write the checkpoint atomically. `meta`, `rng`: JSON-able (loop state, numpy RNG states)."""
     import torch
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_state(model).items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
     opt_t, opt_meta = _flat_optimizer(opt)
@@ -89,7 +110,7 @@ def load(path: str | Path, model, opt, device="cpu") -> tuple[dict | None, dict,
 
     doc = _doc(path)
     t = load_file(str(_file(path)), device=str(device))
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    load_model_state(model, {k[6:]: v for k, v in t.items() if k.startswith("model.")})
     best = {k[5:]: v for k, v in t.items() if k.startswith("best.")} if doc["has_best"] else None
     state = {}
     for pid, st in doc["optimizer"]["state"].items():

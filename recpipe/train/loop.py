@@ -165,13 +165,18 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     from tqdm import tqdm
 
     from recpipe.train import checkpoint
-    from recpipe.train.backend import Backend
+    from recpipe.train.backend import make_backend
     from recpipe.train.device import torch_threads
 
-    be = Backend(device, cfg.amp)
+    be = make_backend(device, cfg.amp)  # one process, or data-parallel under a launcher
+    net = be.wrap(model)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
     base_lr = [g["lr"] for g in opt.param_groups]  # before a checkpoint's (scheduled) lr loads
     per_epoch = len(data) if hasattr(data, "__len__") else 0
+    if be.world > 1 and not per_epoch:
+        raise ValueError(f"{desc}: data-parallel training needs a batch source with a len()")
+    usable = be.usable(per_epoch) if per_epoch else None  # batches trained per epoch, all ranks
+    mine = usable // be.world if per_epoch else None  # of which this process's
     st, best_state = _State(), None
     if ckpt is not None and checkpoint.exists(ckpt):
         if checkpoint.signature(ckpt) != signature:
@@ -222,20 +227,29 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
             st.stopped = "max_steps"
         elif over_budget():
             st.stopped = "time_budget"
+        if cfg.time_budget_s and be.world > 1:  # clocks differ: process 0 decides for all
+            st.stopped = be.share(st.stopped)
 
-    quiet = {} if progress else {"disable": True}  # else TQDM_DISABLE=1 still hides it
+    # else TQDM_DISABLE=1 still hides it; under a launcher only process 0 draws one
+    quiet = {} if progress and be.is_main else {"disable": True}
     bar = tqdm(range(st.epoch, cfg.epochs), desc=desc, leave=False, mininterval=1.0, **quiet)
     for epoch in bar:
-        model.train()
+        net.train()
         if hasattr(model, "on_epoch_start"):
             model.on_epoch_start()
         t0, total, n, pending = time.perf_counter(), 0.0, 0, 0
 
         with torch_threads(step_threads):
             for b, batch in enumerate(data.epoch()):
+                if usable is not None and b >= usable:
+                    break
+                if not be.mine(b):
+                    continue
                 batch = be.to_device(batch)
+                # gradients are all-reduced on the micro-batch that completes a step
+                sync = pending + 1 == cfg.grad_accum or (mine is not None and n + 1 == mine)
                 with be.autocast():  # a batch is a tuple of arrays or a mapping of named inputs
-                    out = model.loss(**batch) if isinstance(batch, dict) else model.loss(*batch)
+                    out = be.loss(net, batch, sync)
                 loss = out[0] if isinstance(out, tuple) else out
                 be.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
                 total, n, pending = total + loss.detach().float(), n + 1, pending + 1  # no sync
@@ -246,18 +260,20 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                         break
             if pending:
                 step(pending, epoch + b / per_epoch if per_epoch else epoch)
-        row = {"epoch": epoch, "loss": float(total) / max(n, 1), "epoch_s": time.perf_counter() - t0}
+        row = {"epoch": epoch, "loss": be.mean(float(total) / max(n, 1)),
+               "epoch_s": time.perf_counter() - t0}
         st.epoch = epoch + 1
         if not st.stopped and st.epoch >= cfg.epochs:
             st.stopped = "epochs"
         elif not st.stopped and over_budget():
             st.stopped = "time_budget"
+        st.stopped = be.share(st.stopped)
         # on cadence, and whenever a cap ends training: the last state gets its validation too
         if validate is not None and (epoch % cfg.eval_every == 0 or st.stopped):
-            score = _validate(model, validate, cfg, row)
+            score = be.share(_validate(model, validate, cfg, row) if be.is_main else None)
             if score > st.best:
                 st.best, st.best_epoch, st.bad = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in checkpoint.model_state(model).items()}
             else:
                 st.bad += 1
             if cfg.patience and st.bad >= cfg.patience:
@@ -272,7 +288,7 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
             break
     bar.close()
     if best_state is not None:
-        model.load_state_dict(best_state)
+        checkpoint.load_model_state(model, best_state)
     else:
         st.best_epoch = st.epoch - 1  # nothing validated: the last state is the result
     model.eval()

@@ -1,0 +1,40 @@
+"""Start a stage on several processes: the one switch between 1 process and data parallel.
+
+    rc = launch(processes, "stages/hellm.py", argv)   # None: already inside a launcher, or 1
+    recpipe launch -n 2 stages/hellm.py --params params.yaml
+
+With `processes` > 1 and no launcher around (no LOCAL_RANK in the environment), the script is
+run again under torchrun (`python -m torch.distributed.run --standalone`), one process per
+device, and its exit code returned; each process then trains through
+recpipe.train.backend.DistBackend (gloo on CPUs, NCCL on GPUs). Started by torchrun or
+`accelerate launch` already, it returns None and the stage goes on. Multi-node runs use either
+launcher directly with its own rendezvous flags; the stages need nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def inside_launcher() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def command(processes: int, script: str, argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}", script, *argv]
+
+
+def launch(processes: int, script: str, argv: list[str]) -> int | None:
+    """Run `script argv` on `processes` processes and return its exit code; None when this
+    process should simply go on (one process, or started by a launcher already)."""
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    if processes == 1 or inside_launcher():
+        return None
+    env = dict(os.environ)
+    # torchrun sets 1 thread per process when unset; keep the cores shared out, not oversubscribed
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    return subprocess.run(command(processes, script, argv), env=env).returncode
