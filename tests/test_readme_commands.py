@@ -105,6 +105,8 @@ RULES = [
     Rule(r"cat reports/leaderboard\.md"),
     Rule(r"recpipe preset"),
     Rule(r"recpipe params"),
+    Rule(r"recpipe launch -n 2 examples/ddp_lm\.py /tmp/ddp 1"),
+    Rule(r"python examples/ddp_lm\.py /tmp/one 2"),
 ]
 
 
