@@ -261,7 +261,8 @@ def localise(cmd: str, server: FakeLLMServer | None) -> tuple[str, dict]:
         # the real model writes ~1 profile/s on 2 cores: the small sample's 270 profiles would
         # add minutes to CI. The same backend runs smollm2 in tests/test_profiling.py, and the
         # full run is measured in the README
-        cmd = cmd.replace("smollm2-135m", "tiny-llama")
+        cmd = cmd.replace("smollm2-135m", "tiny-llama").replace("max_new_tokens=128",
+                                                                "max_new_tokens=24")
     if cmd.startswith("python benchmarks/rlmrec_grid.py"):  # 2 cores, maybe no GPU: 3 epochs, 2 jobs
         import torch
 
