@@ -256,3 +256,89 @@ def test_training_runs_deterministic_kernels_and_restores_the_callers_setting():
     fit(Probe(), Rows(16, 8), cfg(epochs=1, deterministic=False), progress=False)
     assert seen == [True, True, False, False]
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+MID_EPOCH_RUN = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np, torch
+    from recpipe.train.loop import TrainConfig, fit
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(3))
+            self.drop = torch.nn.Dropout(0.3)  # draws from torch's RNG: the checkpoint keeps it
+
+        def loss(self, x, y):
+            return ((self.drop(x) @ self.w - y) ** 2).mean()
+
+    class Rows:  # 30 shuffled batches an epoch, slow on purpose
+        def __init__(self, delay):
+            g = np.random.default_rng(0)
+            self.x = g.normal(size=(240, 3)).astype(np.float32)
+            self.y = (self.x @ np.array([1.0, -2.0, 0.5])).astype(np.float32)
+            self.rng, self.delay = np.random.default_rng(1), delay
+
+        def __len__(self):
+            return 30
+
+        def epoch(self):
+            order = self.rng.permutation(240)
+            for s in range(0, 240, 8):
+                time.sleep(self.delay)
+                yield self.x[order[s:s + 8]], self.y[order[s:s + 8]]
+
+        def state(self):
+            return self.rng.bit_generator.state
+
+        def load_state(self, s):
+            self.rng.bit_generator.state = s
+
+    ckpt, out, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    torch.manual_seed(0)
+    m = Linear()
+    cfg = TrainConfig(epochs=3, eval_every=1, patience=0, lr=0.01, grad_accum=2, save_every=2,
+                      select_metric="score")
+    res = fit(m, Rows(delay), cfg, validate=lambda m: {"score": -float(m.w.norm())},
+              ckpt=ckpt or None, signature="mid", progress=False)
+    json.dump({"loss": [h["loss"] for h in res.history], "w": m.w.tolist(),
+               "steps": res.steps, "best": res.best_epoch}, open(out, "w"))
+""")
+
+
+def _ckpt_loop(ckpt: Path) -> dict:
+    from recpipe.train import checkpoint
+
+    try:
+        return checkpoint._doc(ckpt)["meta"]["loop"]
+    except Exception:  # not written yet, or being renamed into place
+        return {}
+
+
+def test_a_run_killed_inside_an_epoch_resumes_at_its_batch(tmp_path):
+    """save_every: the checkpoint keeps the epoch's position, its batch source's state at the
+    epoch start and its loss so far; the resumed run replays the order, skips the trained
+    batches and ends with the uninterrupted run's losses, weights and steps (dropout too)."""
+    script = tmp_path / "run.py"
+    script.write_text(MID_EPOCH_RUN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    run = lambda c, o, d: [sys.executable, str(script), c, str(o), d]  # noqa: E731
+    subprocess.run(run("", tmp_path / "full.json", "0"), env=env, check=True, timeout=120)
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen(run(str(ckpt), tmp_path / "killed.json", "0.02"), env=env)
+    deadline = time.time() + 120
+    while not (_ckpt_loop(ckpt).get("epoch") == 1 and _ckpt_loop(ckpt).get("pos", 0) >= 8) \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed: make its steps slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = _ckpt_loop(ckpt)
+    assert at["epoch"] == 1 and 8 <= at["pos"] < 30 and at["pos"] % 2 == 0, at
+    done = subprocess.run(run(str(ckpt), tmp_path / "resumed.json", "0"), env=env, check=True,
+                          timeout=120, capture_output=True, text=True)
+    assert f"at epoch 1, batch {at['pos']}" in done.stdout
+    full, resumed = (json.loads((tmp_path / f).read_text()) for f in ("full.json", "resumed.json"))
+    assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6)
+    assert resumed["w"] == pytest.approx(full["w"], rel=1e-6)
+    assert resumed["steps"] == full["steps"] == 45 and resumed["best"] == full["best"]

@@ -21,6 +21,10 @@ What the loop needs from its arguments (duck-typed, so a model is a plain nn.Mod
     model.loss(*batch) -> loss or (loss, parts)   the batch's mean loss (a 0-d tensor)
     model.on_epoch_start()                        optional per-epoch hook (AutoCF's counter)
     model.rng                                     optional numpy Generator, checkpointed
+    model.batch_tokens(*batch) -> int             optional: the epoch row then has tokens_per_s,
+                                                  samples_per_s and peak_mem_gb (all processes)
+    model.flops_per_token, model.peak_flops       optional floats: the row also has mfu
+                                                  (recpipe.llm.flops computes both)
     data.epoch() -> iterable of batches           one epoch; a batch is a tuple of arrays
     data.state() / data.load_state(s)             the batch source's RNG state (JSON-able)
     validate(model) -> {metric: value}            the validation summary (no grad, eval mode)
@@ -40,6 +44,9 @@ from typing import Callable
 from recpipe.config import ParamError, choice, parse, rng
 
 CAPS = ("epochs", "max_steps", "time_budget_s")  # where training stops, not what it computes
+_NOT_RESUME = (*CAPS, "save_every")
+# per-epoch throughput columns, for models that count their tokens (module docstring)
+THROUGHPUT = ("tokens_per_s", "samples_per_s", "mfu", "peak_mem_gb")  # how often a checkpoint is written is not what it holds
 
 
 @dataclass
@@ -69,11 +76,14 @@ class TrainConfig:
     # at a given thread count. Without it, CPU index_put_ accumulation (embedding gradients)
     # adds in thread order, and two runs drift apart in the last bits after ~20 epochs
     deterministic: bool = True
+    # also checkpoint every k optimiser steps inside an epoch (0 = only at validations): for
+    # epochs long enough that a kill should not cost one (the LLM stages)
+    save_every: int = field(default=0, metadata=rng(0))
 
     def resume_key(self) -> dict:
         """The fields a checkpoint must agree on to be continued (not the caps: a run stopped
         by its budget continues when resumed with a larger one)."""
-        return {k: v for k, v in asdict(self).items() if k not in CAPS}
+        return {k: v for k, v in asdict(self).items() if k not in _NOT_RESUME}
 
 
 def train_config(given: dict | None, defaults: dict, key: str) -> TrainConfig:
@@ -101,6 +111,9 @@ def _log(live, row: dict) -> None:
         return
     live.step = row["epoch"]
     live.log_metric("train/loss", row["loss"])
+    for k in THROUGHPUT:
+        if k in row:
+            live.log_metric(f"train/{k}", row[k])
     for k, v in row.items():
         if k.startswith("valid/") and "@" in k:  # metrics only: not `units` or domain counts
             live.log_metric(k, v)
@@ -119,6 +132,12 @@ class _State:
     elapsed_s: float = 0.0
     stopped: str = ""
     history: list = field(default_factory=list)
+    # mid-epoch position (save_every): batches of epoch `epoch` consumed, the batch source's
+    # state when that epoch began (replayed up to `pos` on resume), the epoch's loss so far
+    pos: int = 0
+    epoch_data: dict | None = None
+    part_loss: float = 0.0
+    part_n: int = 0
 
 
 def fit(model, data, cfg: TrainConfig, *, validate: Callable[[object], dict] | None = None,
@@ -170,6 +189,7 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
 
     be = make_backend(device, cfg.amp)  # one process, or data-parallel under a launcher
     net = be.wrap(model)
+    counting = hasattr(model, "batch_tokens")
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
     base_lr = [g["lr"] for g in opt.param_groups]  # before a checkpoint's (scheduled) lr loads
     per_epoch = len(data) if hasattr(data, "__len__") else 0
@@ -192,7 +212,10 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
             if st.stopped and not _can_continue(st, cfg):
                 st.epoch = cfg.epochs  # that run had ended: nothing left to train
             st.stopped = ""
-            print(f"{desc}: resumed from {ckpt} at epoch {st.epoch}")
+            if st.pos:  # killed inside an epoch: replay its batch order up to the position
+                data.load_state(st.epoch_data)
+            where = f", batch {st.pos}" if st.pos else ""
+            print(f"{desc}: resumed from {ckpt} at epoch {st.epoch}{where}")
             for row in st.history:  # a fresh dvclive directory: the curves start from 0 again
                 _log(live, row)
 
@@ -212,9 +235,10 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     def over_budget() -> bool:
         return bool(cfg.time_budget_s) and time.perf_counter() - t_start >= cfg.time_budget_s
 
-    def step(micro: int, at: float) -> None:
+    def step(micro: int, at: float, pos: int, total, n: int) -> None:
         """One optimiser step over `micro` accumulated micro-batches at fractional epoch `at`;
-        then the caps."""
+        then the caps, and a mid-epoch checkpoint every `save_every` steps (`pos` batches of
+        the epoch consumed, `total` / `n` its loss so far)."""
         if lr_lambda is not None:
             for g, lr0 in zip(opt.param_groups, base_lr):
                 g["lr"] = lr0 * lr_lambda(at)
@@ -229,6 +253,12 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
             st.stopped = "time_budget"
         if cfg.time_budget_s and be.world > 1:  # clocks differ: process 0 decides for all
             st.stopped = be.share(st.stopped)
+        if cfg.save_every and st.steps % cfg.save_every == 0 and not st.stopped and \
+                (not per_epoch or pos < usable):  # the epoch's end saves anyway
+            st.pos, st.part_n = pos, n
+            st.part_loss = be.mean(float(total))  # all processes resume with the same sum
+            st.elapsed_s = time.perf_counter() - t_start
+            save()
 
     # else TQDM_DISABLE=1 still hides it; under a launcher only process 0 draws one
     quiet = {} if progress and be.is_main else {"disable": True}
@@ -237,13 +267,17 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
         net.train()
         if hasattr(model, "on_epoch_start"):
             model.on_epoch_start()
-        t0, total, n, pending = time.perf_counter(), 0.0, 0, 0
+        t0, total, n, pending = time.perf_counter(), st.part_loss, st.part_n, 0
+        tokens = samples = 0
+        skip, st.pos, st.part_loss, st.part_n = st.pos, 0, 0.0, 0
+        if not skip:
+            st.epoch_data = data.state()
 
         with torch_threads(step_threads):
             for b, batch in enumerate(data.epoch()):
                 if usable is not None and b >= usable:
                     break
-                if not be.mine(b):
+                if b < skip or not be.mine(b):  # skip: trained before a mid-epoch resume
                     continue
                 batch = be.to_device(batch)
                 # gradients are all-reduced on the micro-batch that completes a step
@@ -253,15 +287,23 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                 loss = out[0] if isinstance(out, tuple) else out
                 be.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
                 total, n, pending = total + loss.detach().float(), n + 1, pending + 1  # no sync
+                if counting:
+                    tokens += model.batch_tokens(**batch) if isinstance(batch, dict) else \
+                        model.batch_tokens(*batch)
+                    samples += len(next(iter(batch.values())) if isinstance(batch, dict)
+                                   else batch[0])
                 if pending == cfg.grad_accum:
-                    step(pending, epoch + b / per_epoch if per_epoch else epoch)
+                    step(pending, epoch + b / per_epoch if per_epoch else epoch, b + 1, total, n)
                     pending = 0
                     if st.stopped:
                         break
             if pending:
-                step(pending, epoch + b / per_epoch if per_epoch else epoch)
+                step(pending, epoch + b / per_epoch if per_epoch else epoch, b + 1, total, n)
+        st.pos, st.part_loss, st.part_n = 0, 0.0, 0  # the epoch is whole: no position to keep
         row = {"epoch": epoch, "loss": be.mean(float(total) / max(n, 1)),
                "epoch_s": time.perf_counter() - t0}
+        if counting:
+            row.update(_throughput(model, be, tokens, samples, row["epoch_s"]))
         st.epoch = epoch + 1
         if not st.stopped and st.epoch >= cfg.epochs:
             st.stopped = "epochs"
@@ -296,6 +338,25 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                      best_score=st.best if best_state is not None else None,
                      epochs=st.epoch, steps=st.steps, stopped=st.stopped or "epochs",
                      elapsed_s=st.elapsed_s, history=st.history)
+
+
+def _throughput(model, be, tokens: int, samples: int, seconds: float) -> dict:
+    """The epoch's tokens/s and samples/s over all processes, peak memory (GPU: allocated by
+    torch; CPU: the process's peak RSS) and MFU when the model states its FLOPs and peak."""
+    import resource
+
+    import torch
+
+    world_tokens, world_samples = be.mean(tokens) * be.world, be.mean(samples) * be.world
+    row = {"tokens_per_s": world_tokens / seconds, "samples_per_s": world_samples / seconds}
+    if be.device.type == "cuda":
+        row["peak_mem_gb"] = torch.cuda.max_memory_allocated(be.device) / 2**30
+    else:  # ru_maxrss is KiB on Linux
+        row["peak_mem_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    flops, peak = getattr(model, "flops_per_token", None), getattr(model, "peak_flops", None)
+    if flops and peak:  # per device: each process's share of the tokens on its own peak
+        row["mfu"] = row["tokens_per_s"] / be.world * flops / peak
+    return row
 
 
 def _can_continue(st: _State, cfg: TrainConfig) -> bool:
