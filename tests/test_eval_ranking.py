@@ -73,7 +73,7 @@ def test_metrics_identical_for_batch_sizes_1_7_all(preset, monkeypatch):
     base = EmbeddingScorer(u, i)
     results = {}
     for bs in (1, 7, 10**9):
-        monkeypatch.setattr(ev, "_batch_size", lambda cfg, n_items, bs=bs: bs)
+        monkeypatch.setattr(ev, "_batch_size", lambda cfg, n_items, cpu=False, bs=bs: bs)
         spy = Spy(base)
         res = evaluate(spy, data, resolve({"preset": preset}), "test")
         if bs == 1:
@@ -105,8 +105,9 @@ def test_embedding_scorer_is_ranked_on_its_device_with_the_same_results():
     assert dev.summary == host.summary and dev.summary["recall@20"] > 0
 
 
-def test_memory_budget_sets_the_batch():
-    # n_items = 50,000: a row costs 12 * 50,000 B, so 16 MiB holds 27 users per batch
+def test_memory_budget_sets_the_batch(monkeypatch):
+    # n_items = 50,000: a row costs 12 * 50,000 B, so 16 MiB holds 27 users per batch. On a
+    # CPU blocks stay at most CPU_BLOCK_MB (16) whatever the budget; on a GPU the budget rules
     n_users, n_items = 60, 50_000
     rng = np.random.default_rng(1)
     test = pl.DataFrame({"uid": np.arange(n_users), "iid": rng.integers(0, n_items, n_users)})
@@ -114,14 +115,16 @@ def test_memory_budget_sets_the_batch():
     data = from_frames(empty, empty, test, n_users, n_items)
     table = rng.normal(size=(n_users, n_items)).astype(np.float32)
     results = {}
-    for mb in (16, 1024):
+    for mb, cap in ((16, 16), (1024, 16), (1024, 4096)):
+        monkeypatch.setattr(ev, "CPU_BLOCK_MB", cap)  # 4096: as on a GPU, the budget decides
         spy = Spy(FunctionScorer(lambda users: table[users], n_items))
-        results[mb] = evaluate(spy, data, resolve({"preset": "rlmrec", "memory_mb": mb}), "test")
+        results[mb, cap] = evaluate(spy, data, resolve({"preset": "rlmrec", "memory_mb": mb}),
+                                    "test")
         assert max(spy.sizes) * n_items * 4 <= mb << 20  # the score block fits the budget
-        results[mb].sizes = spy.sizes
-    assert results[16].sizes == [27, 27, 6]
-    assert results[1024].sizes == [60]
-    frames_equal(results[16].per_unit, results[1024].per_unit)
+        results[mb, cap].sizes = spy.sizes
+    assert results[16, 16].sizes == results[1024, 16].sizes == [27, 27, 6]
+    assert results[1024, 4096].sizes == [60]
+    frames_equal(results[16, 16].per_unit, results[1024, 4096].per_unit)
 
 
 # ------------------------------------------------------------------ torch vs faiss

@@ -50,9 +50,16 @@ def user_units(data: SplitData, targets, by_domain: bool):
     return np.concatenate(rows), np.concatenate(doms), sp.vstack(mats).tocsr()
 
 
-def _batch_size(cfg: EvalConfig, n_items: int) -> int:
+# On a CPU a score block larger than the caches is written to fresh pages every batch and read
+# back from memory by the masking and top-k: 16 MiB blocks made a validation pass on the RLMRec
+# release (11k x 9.3k) 1.6x faster than 1 GiB ones (0.21 vs 0.33 s). GPUs keep the budget.
+CPU_BLOCK_MB = 16
+
+
+def _batch_size(cfg: EvalConfig, n_items: int, cpu: bool = False) -> int:
     per_row = n_items * 4 * 3  # scores + topk/sort temporaries
-    return max(1, (cfg.memory_mb << 20) // per_row)
+    budget = min(cfg.memory_mb, CPU_BLOCK_MB) if cpu else cfg.memory_mb
+    return max(1, (budget << 20) // per_row)
 
 
 def user_scores(scorer):
@@ -75,7 +82,8 @@ def rank_units(scorer, data: SplitData, masks: list, users, doms, k: int, cfg: E
 
     rows = users if rows is None else rows
     score = user_scores(scorer) if score is None else score
-    bs = _batch_size(cfg, data.n_items)
+    device = getattr(scorer, "device", None)
+    bs = _batch_size(cfg, data.n_items, cpu=device is None or getattr(device, "type", "") == "cpu")
     out_idx = np.zeros((len(users), k), dtype=np.int64)
     out_ok = np.zeros((len(users), k), dtype=bool)
     item_dom = torch.from_numpy(data.item_domain.astype(np.int64))
