@@ -31,25 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-class Batches:
-    """Fixed random token batches: the same work for both loops."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self):
-        return iter([(b,) for b in self.batches])
-
-    def state(self):
-        return {}
-
-    def load_state(self, s):
-        pass
-
-
 def lora_model(name: str):
     from recpipe.llm.backbone import load_backbone
     from recpipe.llm.lora import LoraParams, apply_lora
@@ -67,6 +48,7 @@ def train_round(model, batches, ours: bool) -> float:
     import torch
 
     from recpipe.train.loop import TrainConfig, fit
+    from recpipe.train.sampler import ListBatches
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -79,7 +61,7 @@ def train_round(model, batches, ours: bool) -> float:
     if ours:
         model.loss = lambda ids: model(input_ids=ids, labels=ids).loss
         cfg = TrainConfig(epochs=1, eval_every=1, patience=0)
-        fit(model, Batches(batches), cfg, optimizer=opt, progress=False)
+        fit(model, ListBatches(batches), cfg, optimizer=opt, progress=False)
     else:
         for ids in batches:
             loss = model(input_ids=ids, labels=ids).loss

@@ -15,30 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 
-class TokenBatches:
-    """8 seeded batches of 2 sequences x 12 tokens over the base vocabulary and the ID tokens."""
-
-    def __init__(self, vocab: int, n: int = 8):
-        import numpy as np
-
-        self.rng = np.random.default_rng(0)
-        self.batches = [self.rng.integers(0, vocab, size=(2, 12)) for _ in range(n)]
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self):
-        order = self.rng.permutation(len(self.batches))  # the same on every process (same seed)
-        for i in order:
-            yield (self.batches[i],)
-
-    def state(self):
-        return self.rng.bit_generator.state
-
-    def load_state(self, s):
-        self.rng.bit_generator.state = s
-
-
 def main() -> int:
     import torch
     from safetensors.torch import save_file
@@ -48,6 +24,7 @@ def main() -> int:
     from recpipe.llm.lora import LoraParams, apply_lora
     from recpipe.llm.tokens import add_id_tokens
     from recpipe.train.loop import TrainConfig, fit
+    from recpipe.train.sampler import ListBatches
 
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -70,7 +47,11 @@ def main() -> int:
     model.trainable_state_only = True
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     cfg = TrainConfig(epochs=2, eval_every=1, patience=0, grad_accum=args.grad_accum, lr=0.5)
-    res = fit(model, TokenBatches(ids.end), cfg, optimizer=opt, progress=False)
+    # 8 batches of 2 x 12 tokens over the base vocabulary and the ID tokens, reshuffled each
+    # epoch by a seeded generator: the same order on every process
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, ids.end, (2, 12), generator=g) for _ in range(8)]
+    res = fit(model, ListBatches(batches, seed=0), cfg, optimizer=opt, progress=False)
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_rank() == 0:

@@ -147,3 +147,16 @@ def md_tables(md: str) -> list[dict[str, list[str]]]:
         else:
             cur = None
     return tables
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on 1 CPU thread for the test, then the caller's count again. Tiny models are
+    latency-bound: on a busy 2-core runner, 2 threads spin-wait against each other (measured
+    7x slower), and 1 thread makes float sums repeatable."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

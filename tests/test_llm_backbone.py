@@ -16,19 +16,12 @@ from recpipe.config import ParamError
 from recpipe.llm import smollm2
 from recpipe.llm.backbone import check_name, describe, load_backbone
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 needs_smollm2 = pytest.mark.skipif(
     not smollm2.installed(),
     reason=f"the wheel {smollm2.WHEEL} is not installed: {smollm2.INSTALL}")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _logits(model, ids):

@@ -8,15 +8,8 @@ from recpipe.llm import smollm2
 from recpipe.llm.flops import GPU_PEAK, cpu_peak, matmul_params, mfu, peak_flops, \
     train_flops_per_token
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _lora_llama():
@@ -60,28 +53,12 @@ def test_smollm2_counts_its_134_5m_parameters():
     assert train_flops_per_token(m, 128) == pytest.approx(6 * 134_515_008 + 12 * 30 * 576 * 128)
 
 
-class TokenBatches:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self):
-        return iter([(b,) for b in self.batches])
-
-    def state(self):
-        return {}
-
-    def load_state(self, s):
-        pass
-
-
 def test_the_loop_logs_tokens_per_second_memory_and_mfu(tmp_path):
     import torch
     from dvclive import Live
 
     from recpipe.train.loop import TrainConfig, fit
+    from recpipe.train.sampler import ListBatches
 
     model, _ = _lora_llama()
     model.loss = lambda ids: model(input_ids=ids, labels=ids).loss
@@ -91,7 +68,7 @@ def test_the_loop_logs_tokens_per_second_memory_and_mfu(tmp_path):
     g = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 300, (2, 16), generator=g) for _ in range(4)]
     with Live(str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
-        res = fit(model, TokenBatches(batches), TrainConfig(epochs=2, eval_every=1, lr=1e-3),
+        res = fit(model, ListBatches(batches), TrainConfig(epochs=2, eval_every=1, lr=1e-3),
                   live=live, progress=False)
     for row in res.history:
         assert row["tokens_per_s"] == pytest.approx(4 * 32 / row["epoch_s"], rel=1e-6)
@@ -100,5 +77,5 @@ def test_the_loop_logs_tokens_per_second_memory_and_mfu(tmp_path):
     logged = {p.name for p in (tmp_path / "live" / "plots" / "metrics" / "train").iterdir()}
     assert {"loss.tsv", "tokens_per_s.tsv", "mfu.tsv", "peak_mem_gb.tsv"} <= logged
     del model.batch_tokens  # a model that does not count tokens keeps the old columns
-    res = fit(model, TokenBatches(batches), TrainConfig(epochs=1), progress=False)
+    res = fit(model, ListBatches(batches), TrainConfig(epochs=1), progress=False)
     assert not set(res.history[0]) & {"tokens_per_s", "samples_per_s", "mfu", "peak_mem_gb"}

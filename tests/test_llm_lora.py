@@ -21,7 +21,8 @@ pytest.importorskip("peft")
 
 # transformers' deprecation, raised from inside peft; and peft's note on a trained tied head
 pytestmark = [pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")]
+              pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`"),
+              pytest.mark.usefixtures("one_torch_thread")]
 NEW = 8  # ID tokens appended to the tiny vocab (400)
 LLAMA = {"attention": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                        "self_attn.o_proj"],
@@ -33,13 +34,6 @@ EXPECTED = {  # per layer, under the layer prefix
     "tiny-qwen2": ("model.layers", LLAMA),
 }
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2-core CI: deterministic and no oversubscription
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(name: str, new: int = NEW):

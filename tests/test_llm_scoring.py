@@ -9,18 +9,11 @@ from recpipe.llm import smollm2
 from recpipe.llm.backbone import load_backbone
 from recpipe.llm.scoring import encode_texts
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TEXTS = ["a", "the user liked this product a lot", "JSON", "books, games and businesses",
          "You help a recommender system describe products"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])

@@ -23,6 +23,8 @@ from recpipe.llm.tokens import (  # noqa: E402
     token_text,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY_V = 400  # the tiny tokenizer's vocabulary (recpipe.llm.tiny)
 # Qwen2.5's added tokens in id order from 151643 and its pre-tokenizer pattern (tokenizer.json)
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>",
@@ -34,13 +36,6 @@ QWEN_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s
             r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 QWEN_V = 151665  # len(tokenizer) of Qwen2.5; its models have 151,936 embedding rows
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads cost more than they give
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -236,17 +236,6 @@ def test_completions_are_validated_retried_and_failures_kept(processed, tmp_path
     assert m["items_failed"] == 1 and m["items_empty"] == 1 and m["retries"] == 4
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models are latency-bound: on a busy 2-core runner, 2 torch threads spin-wait
-    against each other (measured 7x slower), so the hf tests run single-threaded."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _hf_jobs(tables, n=3):
     items, inter = tables
@@ -254,7 +243,7 @@ def _hf_jobs(tables, n=3):
     return item_jobs(items.head(n), train_rows(inter), prompts.TEMPLATES["amazon"], p, 5)
 
 
-def test_hf_tiny_gpt2_runs_and_records_nonsense_as_failed(tables, tmp_path, one_thread):
+def test_hf_tiny_gpt2_runs_and_records_nonsense_as_failed(tables, tmp_path, one_torch_thread):
     from recpipe.profiling.backends.hf import HFBackend
 
     jobs = _hf_jobs(tables, n=2)
@@ -285,7 +274,7 @@ def _req(job):
     return Request(key=e, entity=e, system=s, prompt=p)
 
 
-def test_hf_tiny_qwen2_chat_template_and_valid_json_is_parsed(tables, tmp_path, one_thread):
+def test_hf_tiny_qwen2_chat_template_and_valid_json_is_parsed(tables, tmp_path, one_torch_thread):
     import torch
 
     from recpipe.profiling.backends.hf import HFBackend
@@ -333,7 +322,7 @@ def test_stage_script_writes_outputs_and_metrics(processed, tmp_path):
     assert bad.returncode == 2 and "max_itemz" in bad.stderr
 
 
-def test_hf_local_path_loads_like_a_hub_model(tables, tmp_path, one_thread):
+def test_hf_local_path_loads_like_a_hub_model(tables, tmp_path, one_torch_thread):
     """A model folder on disk takes the AutoTokenizer/AutoModelForCausalLM path (the one real
     models use): tiny-llama saved with its chat template, loaded in bfloat16, generates."""
     import torch
@@ -356,7 +345,7 @@ def test_hf_local_path_loads_like_a_hub_model(tables, tmp_path, one_thread):
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-qwen2"])
-def test_guided_generation_makes_even_a_random_model_answer_in_json(name, tables, one_thread):
+def test_guided_generation_makes_even_a_random_model_answer_in_json(name, tables, one_torch_thread):
     """A random model never writes RLMRec's JSON by itself; guided, every answer parses, with
     both strings non-empty, within max_new_tokens."""
     from recpipe.profiling.backends.hf import HFBackend

@@ -89,3 +89,18 @@ def test_bad_arguments_name_what_is_allowed():
         NegativeSampler(x, np.random.default_rng(0), dist="hard")
     with pytest.raises(ValueError, match="needs item_sets"):
         NegativeSampler(x, np.random.default_rng(0), dist="set")
+
+
+def test_list_batches_order_is_seeded_and_resumable():
+    from recpipe.train.sampler import ListBatches
+
+    given = ListBatches(["a", "b", "c", "d"])
+    assert [b for (b,) in given.epoch()] == ["a", "b", "c", "d"] and given.state() == {}
+    a, b = ListBatches(list("abcdefgh"), seed=3), ListBatches(list("abcdefgh"), seed=3)
+    first = [x for (x,) in a.epoch()]
+    assert first == [x for (x,) in b.epoch()] and sorted(first) == list("abcdefgh")
+    saved = a.state()
+    second = [x for (x,) in a.epoch()]
+    assert second != first  # a new order every epoch
+    b.load_state(saved)
+    assert [x for (x,) in b.epoch()] == second and len(b) == 8

@@ -195,3 +195,29 @@ class UserBatches:
 
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class ListBatches:
+    """Precomputed batches (an LLM stage's tokenised rows, a benchmark's fixed work), each
+    yielded as a 1-tuple: in a seeded new order every epoch, or as given when `seed` is None.
+    The order's generator is the state a checkpoint keeps."""
+
+    def __init__(self, batches: list, seed: int | None = None):
+        self.batches = list(batches)
+        self.rng = None if seed is None else np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self):
+        order = range(len(self.batches)) if self.rng is None else \
+            self.rng.permutation(len(self.batches))
+        for i in order:
+            yield (self.batches[i],)
+
+    def state(self) -> dict:
+        return {} if self.rng is None else self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        if self.rng is not None:
+            self.rng.bit_generator.state = state
