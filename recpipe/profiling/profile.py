@@ -57,7 +57,7 @@ class ProfileParams:
     kind: str = field(default="auto", metadata=choice("auto", *prompts.KINDS))
     # hf: smollm2-135m (real, offline) | a Hugging Face id or local folder | tiny-gpt2 |
     # tiny-llama | tiny-qwen2 (random weights, tests only); see recpipe.llm.backbone
-    model: str = "tiny-qwen2"
+    model: str = "smollm2-135m"
     # training reviews shown per item prompt / training interactions per user prompt
     max_reviews: int = field(default=5, metadata=rng(0))
     max_items: int = field(default=10, metadata=rng(1))

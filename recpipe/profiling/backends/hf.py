@@ -27,7 +27,7 @@ _PLAIN = "{system}\n\n{prompt}\n\nJSON answer:\n"
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model: str = "tiny-qwen2", device: str = "auto", dtype: str = "auto",
+    def __init__(self, model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_new_tokens: int = 384, temperature: float = 0.0,
                  retry_temperature: float = 0.7, seed: int = 0, guided: bool = False,
                  repetition_penalty: float = 1.0):
