@@ -82,6 +82,20 @@ def test_patience_counts_validations_and_the_best_state_is_returned():
     assert [("valid/score" in r) for r in res.history] == [True] * 5
 
 
+def test_several_select_metrics_keep_a_state_when_any_beats_its_own_best():
+    """MMHCL's rule (hellm.md 3.4): keep the state and reset patience when validation R@20 or
+    N@20 improves on its own best so far."""
+    rows = iter([(0.10, 0.05), (0.12, 0.04), (0.11, 0.06), (0.11, 0.05), (0.12, 0.06), (0.13, 0.01)])
+    m = Linear()
+    res = fit(m, Rows(32, 8), cfg(patience=2, select_metric="r|n"), progress=False,
+              validate=lambda m: dict(zip("rn", next(rows))))
+    # epoch 1: r improves; epoch 2: n improves (r drops); epochs 3, 4: neither beats its best
+    assert (res.stopped, res.best_epoch, res.epochs, res.best_score) == ("patience", 2, 5, 0.11)
+    with pytest.raises(ParamError, match="'x' is not computed"):
+        fit(Linear(), Rows(32, 8), cfg(select_metric="r|x"), progress=False,
+            validate=lambda m: {"r": 0.0})
+
+
 def test_validation_cadence_is_rlmrecs_and_the_last_epoch_is_validated():
     res = fit(Linear(), Rows(32, 8), cfg(epochs=8, eval_every=3), validate=lambda m: {"score": 0.0},
               progress=False)

@@ -104,3 +104,5 @@ def test_list_batches_order_is_seeded_and_resumable():
     assert second != first  # a new order every epoch
     b.load_state(saved)
     assert [x for (x,) in b.epoch()] == second and len(b) == 8
+    pairs = ListBatches([("h1", "t1"), ("h2", "t2")])  # tuples are model.loss's arguments
+    assert list(pairs.epoch()) == [("h1", "t1"), ("h2", "t2")]

@@ -62,7 +62,8 @@ class TrainConfig:
     eval_every: int = field(default=3, metadata=rng(1))
     # validations without improvement before stopping (RLMRec: 5); 0 = never stop early
     patience: int = field(default=5, metadata=rng(0))
-    # validation metric that selects the kept state (one the eval preset computes)
+    # validation metric that selects the kept state (one the eval preset computes); several
+    # joined by "|" (MMHCL's "recall@20|ndcg@20") keep a state when any of them beats its own best
     select_metric: str = "recall@20"
     # Adam learning rate
     lr: float = field(default=1e-3, metadata=rng(0.0, None, lo_open=True))
@@ -126,7 +127,8 @@ class _State:
 
     epoch: int = 0  # next epoch to run
     steps: int = 0
-    best: float = float("-inf")
+    best: float = float("-inf")  # the first select metric's value at the kept state
+    bests: dict = field(default_factory=dict)  # each select metric's best so far
     best_epoch: int = -1
     bad: int = 0
     elapsed_s: float = 0.0
@@ -312,9 +314,10 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
         st.stopped = be.share(st.stopped)
         # on cadence, and whenever a cap ends training: the last state gets its validation too
         if validate is not None and (epoch % cfg.eval_every == 0 or st.stopped):
-            score = be.share(_validate(model, validate, cfg, row) if be.is_main else None)
-            if score > st.best:
-                st.best, st.best_epoch, st.bad = score, epoch, 0
+            scores = be.share(_validate(model, validate, cfg, row) if be.is_main else None)
+            if any(v > st.bests.get(m, float("-inf")) for m, v in scores.items()):
+                st.bests = {m: max(v, st.bests.get(m, float("-inf"))) for m, v in scores.items()}
+                st.best, st.best_epoch, st.bad = next(iter(scores.values())), epoch, 0
                 best_state = {k: v.detach().clone() for k, v in checkpoint.model_state(model).items()}
             else:
                 st.bad += 1
@@ -367,9 +370,9 @@ def _can_continue(st: _State, cfg: TrainConfig) -> bool:
             and (not cfg.time_budget_s or st.elapsed_s < cfg.time_budget_s))
 
 
-def _validate(model, validate, cfg: TrainConfig, row: dict) -> float:
+def _validate(model, validate, cfg: TrainConfig, row: dict) -> dict:
     """Run `validate` in eval mode without grad; add valid/* and eval_s to `row`; return the
-    selection score."""
+    selection scores {metric: value}, in select_metric's order."""
     import torch
 
     model.eval()
@@ -378,8 +381,9 @@ def _validate(model, validate, cfg: TrainConfig, row: dict) -> float:
         summary = validate(model)
     row.update({f"valid/{k}": v for k, v in summary.items()
                 if "/" not in k and isinstance(v, (int, float))}, eval_s=time.perf_counter() - t)
-    if cfg.select_metric not in summary:
+    metrics = cfg.select_metric.split("|")
+    if missing := [m for m in metrics if m not in summary]:
         have = ", ".join(sorted(k for k in summary if "@" in k))
-        raise ParamError(f"train.select_metric: {cfg.select_metric!r} is not computed by the "
-                         f"eval preset; choose one of {have}")
-    return float(summary[cfg.select_metric])
+        raise ParamError(f"train.select_metric: {missing[0]!r} is not computed by the "
+                         f"eval preset; choose one of {have} (or several joined by |)")
+    return {m: float(summary[m]) for m in metrics}

@@ -198,8 +198,9 @@ class UserBatches:
 
 
 class ListBatches:
-    """Precomputed batches (an LLM stage's tokenised rows, a benchmark's fixed work), each
-    yielded as a 1-tuple: in a seeded new order every epoch, or as given when `seed` is None.
+    """Precomputed batches (an LLM stage's tokenised rows, a benchmark's fixed work): a tuple
+    is yielded as it is (the arguments of model.loss), anything else as a 1-tuple; in a seeded
+    new order every epoch, or as given when `seed` is None.
     The order's generator is the state a checkpoint keeps."""
 
     def __init__(self, batches: list, seed: int | None = None):
@@ -213,7 +214,8 @@ class ListBatches:
         order = range(len(self.batches)) if self.rng is None else \
             self.rng.permutation(len(self.batches))
         for i in order:
-            yield (self.batches[i],)
+            b = self.batches[i]
+            yield b if isinstance(b, tuple) else (b,)
 
     def state(self) -> dict:
         return {} if self.rng is None else self.rng.bit_generator.state
