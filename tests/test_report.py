@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,25 @@ def test_misaligned_units_are_not_marked(tmp_path):
     main = md_tables(md)[0]
     assert not any(c.endswith("*") for c in main["shifted"][2:])
     assert "different units" in md
+
+
+def test_a_user_subsample_is_tested_on_the_same_users_of_the_baseline(tmp_path):
+    """An LLM stage scored on `eval_users` of the users: its marks pair it with the baseline's
+    values on those users (not an error, not all users), and one note says so."""
+    root = tmp_path
+    rng, base = _with_pop(root, 2)
+    sub = _per_user(base, 0.2, 0.01, rng).filter(pl.col("uid") < 90)  # 90 of 300 users, better
+    _write_run(root, "llm", "llm", 0, sub)
+    md = leaderboard(collect_runs(root), ReportParams())
+    main = md_tables(md)[0]
+    assert all(c.endswith("*") for c in main["llm"][2:])
+    assert md.count("llm: scored on a subsample of the test units (90 of 300 overall)") == 1
+    assert "different units" not in md
+    worse = _per_user(base, -0.05, 0.0, rng).filter(pl.col("uid") < 90)
+    (root / "metrics" / "llm.json").unlink()
+    shutil.rmtree(root / "models" / "fake" / "llm")
+    _write_run(root, "llm", "llm", 0, worse)
+    assert all(c.endswith("†") for c in md_tables(leaderboard(collect_runs(root), ReportParams()))[0]["llm"][2:])
 
 
 def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):

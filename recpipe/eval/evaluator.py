@@ -154,7 +154,10 @@ def domain_tables(data: SplitData, cfg: EvalConfig) -> bool:
     return cfg.candidates == "target_domain" or (cfg.per_domain and len(data.domains) > 1)
 
 
-def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> EvalResult:
+def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test",
+             users: np.ndarray | None = None) -> EvalResult:
+    """Score and rank every unit of `part`; `users` (uids) keeps only those users' units, for a
+    model too slow to score everyone (an LLM on a CPU): its summary's `units` says how many."""
     if cfg.average == "samples" or cfg.candidates == "sampled":
         raise ValueError(
             f"eval.average={cfg.average}, eval.candidates={cfg.candidates}: sample-level "
@@ -162,6 +165,13 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test") -> Ev
             "evaluate_samples(scorer, Samples..., data, cfg)")
     targets = data.part(part)
     need_every_user(cfg, int((np.diff(targets.indptr) == 0).sum()), data.n_users, part)
+    if users is not None:
+        import scipy.sparse as sp
+
+        keep = np.zeros(data.n_users, np.float32)
+        keep[np.asarray(users, np.int64)] = 1
+        targets = (sp.diags(keep) @ targets).tocsr()
+        targets.eliminate_zeros()
     # a target is never masked: split dedupes pairs, and "valid" is only masked at test
     masks = protocol_masks(data, cfg, part)
     item_ok = protocol_items(data, cfg, part)

@@ -43,12 +43,17 @@ def matmul_params(model) -> tuple[int, int]:
     return n, n_train
 
 
-def train_flops_per_token(model, seq_len: int) -> float:
-    """FLOPs to train on one token of a seq_len-token sequence (module docstring)."""
+def train_flops_per_token(model, seq_len: int, head: bool = True) -> float:
+    """FLOPs to train on one token of a seq_len-token sequence (module docstring); head=False
+    for a model that reads hidden states and never runs the vocabulary head (HeLLM, HUM)."""
     cfg = model.config
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
     width = getattr(cfg, "hidden_size", None) or cfg.n_embd
     n, n_train = matmul_params(model)
+    out = model.get_output_embeddings()
+    if not head and out is not None:  # counted once by matmul_params, tied or not
+        n -= out.weight.numel()
+        n_train -= out.weight.numel() if out.weight.requires_grad else 0
     return 4 * n + 2 * n_train + 12 * layers * width * seq_len
 
 

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,7 +133,9 @@ def apply_lora(model, params: LoraParams, trainable_token_indices=None, modules_
                      target_modules=target_modules, bias=params.bias, task_type="CAUSAL_LM",
                      fan_in_fan_out=arch in _CONV1D, trainable_token_indices=tokens,
                      modules_to_save=list(modules_to_save) if modules_to_save else None)
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():  # peft reads the attribute transformers 5 renamed
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, cfg)
 
 
 def trainable_summary(model) -> dict:
