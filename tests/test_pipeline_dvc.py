@@ -23,7 +23,10 @@ from conftest import ROOT, shared_path
 
 SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
 SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1},
-                  "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1, "max_steps": 3}}
+                  "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1, "max_steps": 3},
+                  "hellm": {"epochs": 1, "eval_every": 1, "max_steps": 3}}
+# HeLLM on the random tiny-llama and 20 users (smollm2-135m runs in tests/test_hellm.py)
+SMALL_HELLM = {"model": "tiny-llama", "users": 20, "eval_users": 20}
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subprocess.CompletedProcess:
@@ -54,6 +57,8 @@ def make_repo(repo: Path) -> Path:
     params["baselines"]["bprmf"]["train"].update(SHORT_TRAINING["bprmf"])
     params["sasrec"]["train"].update(SHORT_TRAINING["sasrec"])
     params["mmhcl"]["train"].update(SHORT_TRAINING["mmhcl"])
+    params["hellm"].update(SMALL_HELLM)
+    params["hellm"]["train"].update(SHORT_TRAINING["hellm"])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
@@ -74,13 +79,13 @@ def metrics(repo: Path) -> dict:
 
 FULL = {"pop": "models/baselines/pop", "itemknn": "models/baselines/itemknn",
         "ease": "models/baselines/ease", "bprmf": "models/baselines/bprmf", "graph": "models/graph",
-        "sasrec": "models/sasrec", "mmhcl": "models/mmhcl"}
+        "sasrec": "models/sasrec", "mmhcl": "models/mmhcl", "hellm": "models/hellm"}
 
 
 def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     res = sh(repo, "dvc", "repro")
     for stage in ("sample", "ingest", "split", "profile", "embed", "baselines@pop",
-                  "baselines@bprmf", "graph", "sasrec", "mmhcl", "report"):
+                  "baselines@bprmf", "graph", "sasrec", "mmhcl", "hellm", "report"):
         assert f"Running stage '{stage}'" in res.stdout
     # every declared output is written: no "'plots/baselines/pop' is empty." (issue 12, 7a)
     assert "is empty" not in res.stdout + res.stderr

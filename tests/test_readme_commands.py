@@ -5,8 +5,8 @@ which either runs it (at small scale, with the README's placeholder paths mapped
 data in ../shared/data) or excuses it with a reason. A command added to the README without a
 rule fails `test_every_readme_command_has_a_rule`, so the README cannot drift from what runs.
 
-Small scale means: the embedded sample shrunk, 2 training epochs (MMHCL: 3 steps), short LLM
-completions, and
+Small scale means: the embedded sample shrunk, 2 training epochs (MMHCL: 3 steps; HeLLM: 3
+steps of tiny-llama on 20 users), short LLM completions, and
 `-S` flags appended for real data that is too large (`split.sample_users`; on the RLMRec
 release only the pop and BPR-MF baselines) or too small for
 the default 5-core (the Yelp sample); nothing else of a command changes, except that hosts it
@@ -45,6 +45,9 @@ SMALL = {
     # MMHCL's all-node InfoNCE is O(users^2) a step (~2.5 s on the RLMRec release's 11k users):
     # 3 steps, not 2 epochs of 118
     "mmhcl.train": {"epochs": 2, "eval_every": 1, "max_steps": 3},
+    # the LLM stage on the random tiny-llama (smollm2-135m runs in tests/test_hellm.py)
+    "hellm": {"model": "tiny-llama", "users": 20, "eval_users": 20},
+    "hellm.train": {"epochs": 1, "eval_every": 1, "max_steps": 3},
     "profile": {"max_new_tokens": 24, "max_retries": 0},
 }
 # README placeholder -> folder under ../shared/data (and scale flags appended for that data)
