@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "graph": "recpipe.graph.params:GraphParams",
     "sasrec": "recpipe.seq.params:SASRecParams",
     "mmhcl": "recpipe.hypergraph.params:MMHCLParams",
+    "hellm": "recpipe.hellm.params:HeLLMParams",
     "report": "recpipe.eval.report:ReportParams",
 }
 SCALARS = ("seed",)  # top-level keys that are values, not sections (recpipe.train.seeds)

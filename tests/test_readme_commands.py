@@ -88,6 +88,30 @@ class Rule:
     needs_shared: bool = False
     needs_server: bool = False
     queue: int = 0  # experiments the command queues (then waits for them)
+    check: object = None  # called with (repo, result) after the command ran: what it promises
+
+
+def ids_only_release_runs_every_stage(repo: Path, res) -> None:
+    """README "Your own data": the RLMRec release (ids only) runs every stage. profile and embed
+    write empty outputs marked skipped, graph trains its plain backbone, MMHCL has no item
+    hypergraph, and HeLLM and the leaderboard still get their rows."""
+    skipped = "skipped: no text"
+    for name in ("ingest", "split", "profile", "embed", "baselines@pop", "baselines@bprmf",
+                 "graph", "sasrec", "mmhcl", "hellm", "report"):
+        assert f"Running stage '{name}'" in res.stdout, name
+    assert "is empty" not in res.stdout + res.stderr  # every declared output holds something
+    declared = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
+                for name in ("dataset", "profile", "embed", "pop", "bprmf", "graph", "hellm")}
+    assert declared["dataset"]["users"] == 11_000
+    assert declared["profile"]["status"] == declared["embed"]["status"] == skipped
+    assert (repo / "data" / "embeddings" / "cache").is_dir()
+    assert not list((repo / "models" / "embeddings").glob("*.npy"))
+    for name in ("pop", "bprmf", "graph", "hellm"):
+        assert 0 <= declared[name]["test/recall@20"] <= 1
+    board = (repo / "reports" / "leaderboard.md").read_text()
+    for row in ("| pop | 1 |", "| bprmf | 1 |", "| lightgcn-none | 1 |", "| mmhcl[none] | 1 |",
+                "| hellm | 1 |"):
+        assert row in board, row
 
 
 RULES = [
@@ -100,6 +124,9 @@ RULES = [
     Rule(r"dvc exp run --queue -S 'graph\.align=none,con,gen' && dvc queue start -j 2", queue=3),
     Rule(r"dvc exp run --queue -S 'graph\.model=[a-z,]+' -S 'graph\.align=none,con,gen' && dvc queue start -j 2",
          queue=18),
+    Rule(r"dvc exp run -S dataset\.format=rlmrec -S dataset\.path=/data/rlmrec/amazon "
+         r"-S split\.protocol=rlmrec -S graph\.align=none", needs_shared=True,
+         check=ids_only_release_runs_every_stage),
     Rule(r"dvc exp run .*-S dataset\.path=\S+.*", needs_shared=True),
     Rule(r"dvc exp run \$\(recpipe preset rlmrec-release\) -S dataset\.path=<folder with trn_mat\.pkl \.\.\.> .*",
          needs_shared=True),
@@ -306,6 +333,8 @@ def test_readme_command_runs(repo, cmd):
         wait_for_queue(repo, rule.queue, before)
         check_queued_experiments(repo, local)
     assert "Traceback" not in res.stdout + res.stderr, res.stdout[-3000:] + res.stderr[-3000:]
+    if rule.check:
+        rule.check(repo, res)
 
 
 def test_default_outputs(repo):

@@ -4,8 +4,9 @@ The RLMRec release ships interaction matrices without any text, and S3Rec sequen
 attribute ids: there is nothing to profile or embed. Every stage must still succeed, leave each
 declared output in place (an empty table, a cache folder) and say in its metrics that it had
 nothing to work on (`"status": "skipped: no text"`), so `dvc exp run` of the README's command
-for such data runs through to the report. Before the fix `embed` stopped the pipeline with
-"output 'data/embeddings/cache' does not exist".
+for such data runs through to the report (tests/test_readme_commands.py runs that command on
+the RLMRec release and checks each stage's output). Before the fix `embed` stopped the
+pipeline with "output 'data/embeddings/cache' does not exist".
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_pipeline_dvc import make_repo, sh
 
 from conftest import shared_path, stage
 
@@ -70,36 +70,6 @@ def test_profile_and_embed_stages_on_sequences_without_text(seqtxt, tmp_path, ca
     # the declared cache folder exists (not empty, so DVC does not warn) though nothing was encoded
     assert [p.name for p in ecache.iterdir()] == ["README.txt"]
     assert "no text for item_text" in capsys.readouterr().out
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("textless"))
-
-
-def test_readme_command_for_the_rlmrec_release_runs_every_stage(repo):
-    """README "Your own data": the RLMRec release (ids only) with the plain backbone."""
-    folder = shared_path("rlmrec", "amazon")
-    res = sh(repo, "dvc", "exp", "run", "-S", "dataset.format=rlmrec",
-             "-S", f"dataset.path={folder}", "-S", "split.protocol=rlmrec",
-             "-S", "graph.align=none", "-S", "baselines.models=[pop,bprmf]", check=False)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
-    for name in ("ingest", "split", "profile", "embed", "baselines@pop", "baselines@bprmf",
-                  "graph", "report"):
-        assert f"Running stage '{name}'" in res.stdout
-    assert "is empty" not in out  # every declared output holds something
-    declared = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
-                for name in ("dataset", "profile", "embed", "pop", "bprmf", "graph")}
-    assert declared["dataset"]["users"] == 11_000
-    assert declared["profile"]["status"] == declared["embed"]["status"] == SKIPPED
-    assert (repo / "data" / "embeddings" / "cache").is_dir()
-    assert not list((repo / "models" / "embeddings").glob("*.npy"))
-    for name in ("pop", "bprmf", "graph"):
-        assert 0 <= declared[name]["test/recall@20"] <= 1
-    board = (repo / "reports" / "leaderboard.md").read_text()
-    for row in ("| pop | 1 |", "| bprmf | 1 |", "| lightgcn-none | 1 |"):
-        assert row in board
 
 
 def test_graph_alignment_on_data_without_text_falls_back_to_the_plain_backbone(small_processed, tmp_path, capsys):
