@@ -224,6 +224,20 @@ def test_a_user_subsample_is_tested_on_the_same_users_of_the_baseline(tmp_path):
     assert all(c.endswith("†") for c in md_tables(leaderboard(collect_runs(root), ReportParams()))[0]["llm"][2:])
 
 
+def test_llm_runs_state_their_backbone_and_how_far_training_got(tmp_path):
+    root = tmp_path
+    rng, base = _with_pop(root, 3)
+    v = _write_run(root, "hellm", "hellm", 7, _per_user(base, 0.0, 0.01, rng))
+    v.update(backbone="smollm2-135m", backbone_parameters=134_515_008, trainable=9_179_136,
+             train_samples=576, train_users=50, steps=82, stopped="epochs")
+    v["test/units"] = 300
+    (root / "metrics" / "hellm.json").write_text(json.dumps(v))
+    md = leaderboard(collect_runs(root), ReportParams())
+    assert ("| hellm | 7 | smollm2-135m | 134,515,008 | 9,179,136 | 576 samples of 50 users | "
+            "82 (epochs) | 300 |") in md
+    assert md.count("## LLM runs") == 1 and "| pop | 0 | " not in md.split("## LLM runs")[1]
+
+
 def test_a_mean_over_seeds_file_mixes_with_the_seed_suffix(tmp_path):
     """`metrics/mix.json` (seeds 1, 2 run by one stage) + `metrics/mix-seed3.json` = 3 seeds."""
     root = tmp_path

@@ -92,4 +92,26 @@ def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None,
             out.append("")
         if notes:
             out += ["Notes:", ""] + [f"- {n}" for n in dict.fromkeys(notes)] + [""]
-    return "\n".join(out)
+    return "\n".join(out + _llm_runs(runs))
+
+
+def _llm_runs(runs: list[Run]) -> list[str]:
+    """What each LLM run was (the metrics of a stage that names its `backbone`): the model and
+    how far training got, so a CPU subsample is never read as the paper's setting."""
+    llm = [r for r in runs if "backbone" in r.values]
+    if not llm:
+        return []
+
+    def n(v) -> str:
+        return f"{v:,.0f}" if isinstance(v, (int, float)) else "-"
+
+    out = ["## LLM runs", "",
+           "| method | seed | backbone | parameters | trainable | trained on | steps | test units |",
+           "|---|---:|---|---:|---:|---|---:|---:|"]
+    for r in llm:
+        v = r.values
+        trained = f"{n(v.get('train_samples'))} samples of {n(v.get('train_users'))} users"
+        out.append(f"| {r.model} | {r.seed if r.seed is not None else '-'} | {v['backbone']} | "
+                   f"{n(v.get('backbone_parameters'))} | {n(v.get('trainable'))} | {trained} | "
+                   f"{n(v.get('steps'))} ({v.get('stopped', '-')}) | {n(v.get('test/units'))} |")
+    return out + [""]
