@@ -21,12 +21,12 @@ import yaml
 
 from conftest import ROOT, shared_path
 
-SMALL_SAMPLE = {"n_users": 300, "n_items": 240, "reviews_per_user_mean": 10.0}
+SMALL_SAMPLE = {"n_users": 150, "n_items": 120, "reviews_per_user_mean": 10.0}
 SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1},
                   "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1, "max_steps": 3},
-                  "hellm": {"epochs": 1, "eval_every": 1, "max_steps": 3}}
+                  "hellm": {"epochs": 1, "eval_every": 1, "max_steps": 2}}
 # HeLLM on the random tiny-llama and 20 users (smollm2-135m runs in tests/test_hellm.py)
-SMALL_HELLM = {"model": "tiny-llama", "users": 20, "eval_users": 20}
+SMALL_HELLM = {"model": "tiny-llama", "users": 10, "eval_users": 10}
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subprocess.CompletedProcess:
@@ -90,8 +90,8 @@ def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     # every declared output is written: no "'plots/baselines/pop' is empty." (issue 12, 7a)
     assert "is empty" not in res.stdout + res.stderr
     m = metrics(repo)
-    assert m["users"] == 300 and m["items"] == 240 and m["protocol"] == "random"
-    assert m["train"] + m["valid"] + m["test"] == m["interactions"] > 2000
+    assert m["users"] == 150 and m["items"] == 120 and m["protocol"] == "random"
+    assert m["train"] + m["valid"] + m["test"] == m["interactions"] > 1000
     assert {"domain/Books/train", "domain/Video_Games/test", "rejects"} <= set(m)
     head = json.loads((repo / "metrics" / "dataset.json").read_text())
     assert head == {k: m[k] for k in ("users", "items", "train", "valid", "test")}
@@ -144,7 +144,7 @@ def test_exp_run_changes_the_split_protocol(repo):
     # `split` as target: only the data stages rerun (the method stages are tested above)
     sh(repo, "dvc", "exp", "run", "split", "-S", "split.protocol=loo")
     m = metrics(repo)
-    assert m["protocol"] == "loo" and m["test"] == m["users"] == 300
+    assert m["protocol"] == "loo" and m["test"] == m["users"] == 150
     diff = sh(repo, "dvc", "metrics", "diff", "--json").stdout
     assert "metrics/dataset.json" in diff
 

@@ -5,14 +5,15 @@ which either runs it (at small scale, with the README's placeholder paths mapped
 data in ../shared/data) or excuses it with a reason. A command added to the README without a
 rule fails `test_every_readme_command_has_a_rule`, so the README cannot drift from what runs.
 
-Small scale means: the embedded sample shrunk, 2 training epochs (MMHCL: 3 steps; HeLLM: 3
-steps of tiny-llama on 20 users), short LLM completions, and
+Small scale means: the embedded sample shrunk, 2 training epochs (MMHCL: 3 steps; HeLLM: 2
+steps of tiny-llama on 10 users), short LLM completions, and
 `-S` flags appended for real data that is too large (`split.sample_users`; on the RLMRec
 release only the pop and BPR-MF baselines) or too small for
 the default 5-core (the Yelp sample); nothing else of a command changes, except that hosts it
-cannot reach here (a model hub, api.openai.com, localhost:8000) become a random tiny model
-(whose failed profiles leave Con nothing to align: `graph.align=none` is appended) and a real
-local OpenAI-compatible server (tests/llm_server.py).
+cannot reach here become local stand-ins: smollm2-135m profiling becomes the random tiny-llama
+(the real model runs in tests/test_profiling.py), and api.openai.com and localhost:8000 a real
+local OpenAI-compatible server (tests/llm_server.py). A model-hub command is excused: mapped
+to a local model it would repeat the smollm2 command's run.
 Each `dvc exp run` / `dvc repro` line starts from the committed default state, as a reader
 trying one example after another from a fresh clone would.
 """
@@ -46,8 +47,8 @@ SMALL = {
     # 3 steps, not 2 epochs of 118
     "mmhcl.train": {"epochs": 2, "eval_every": 1, "max_steps": 3},
     # the LLM stage on the random tiny-llama (smollm2-135m runs in tests/test_hellm.py)
-    "hellm": {"model": "tiny-llama", "users": 20, "eval_users": 20},
-    "hellm.train": {"epochs": 1, "eval_every": 1, "max_steps": 3},
+    "hellm": {"model": "tiny-llama", "users": 10, "eval_users": 10},
+    "hellm.train": {"epochs": 1, "eval_every": 1, "max_steps": 2},
     "profile": {"max_new_tokens": 24, "max_retries": 0},
 }
 # README placeholder -> folder under ../shared/data (and scale flags appended for that data)
@@ -121,7 +122,9 @@ RULES = [
     Rule(r"pytest", why="it is the command running this test"),
     Rule(r"open reports/\*\.png", why="`open` is a desktop viewer; test_default_outputs checks the PNGs"),
     Rule(r"python benchmarks/rlmrec_grid\.py .*"),
-    Rule(r"dvc exp run --queue -S 'graph\.align=none,con,gen' && dvc queue start -j 2", queue=3),
+    Rule(r"dvc exp run --queue -S 'graph\.align=none,con,gen' && dvc queue start -j 2",
+         why="the 18-cell queue below runs these three cells (lightgcn x none, con, gen) the "
+             "same way; test_pipeline_dvc runs graph.align=gen as a single experiment"),
     Rule(r"dvc exp run --queue -S 'graph\.model=[a-z,]+' -S 'graph\.align=none,con,gen' && dvc queue start -j 2",
          queue=18),
     Rule(r"dvc exp run -S dataset\.format=rlmrec -S dataset\.path=/data/rlmrec/amazon "
@@ -131,6 +134,9 @@ RULES = [
     Rule(r"dvc exp run \$\(recpipe preset rlmrec-release\) -S dataset\.path=<folder with trn_mat\.pkl \.\.\.> .*",
          needs_shared=True),
     Rule(r"(OPENAI_API_KEY=\.\.\. )?dvc exp run -S profile\.backend=openai .*", needs_server=True),
+    Rule(r"dvc exp run -S profile\.backend=hf -S profile\.model=Qwen/Qwen2\.5-7B-Instruct",
+         why="no model hub here: mapped to a local model it is the same hf-backend run as the "
+             "smollm2-135m command, which runs (tiny-llama in CI; smollm2 in test_profiling)"),
     Rule(r"dvc (repro|exp run|metrics|plots|exp show|queue)\b.*"),
     Rule(r"cat reports/leaderboard\.md"),
     Rule(r"recpipe preset"),
@@ -283,10 +289,6 @@ def localise(cmd: str, server: FakeLLMServer | None) -> tuple[str, dict]:
     for placeholder, (folder, scale) in DATA.items():
         if placeholder in cmd:
             cmd = cmd.replace(placeholder, str(SHARED / folder)) + scale
-    if "Qwen/Qwen2.5-7B-Instruct" in cmd:
-        # no hub here: a random tiny Llama runs the same hf backend; it writes only failed
-        # profiles (recorded as such), which leave no semantic table for Con to align with
-        cmd = cmd.replace("Qwen/Qwen2.5-7B-Instruct", "tiny-llama") + " -S graph.align=none"
     if "profile.model=smollm2-135m" in cmd:
         # the real model writes ~1 profile/s on 2 cores: the small sample's 270 profiles would
         # add minutes to CI. The same backend runs smollm2 in tests/test_profiling.py, and the
