@@ -263,7 +263,6 @@ def outs(tmp_path, name):
 
 def test_hellm_stage_trains_exports_and_names_a_bad_export(small_processed, tmp_path, capsys):
     from recpipe.data.view import load_view
-    from recpipe.hellm.run import HeLLMScorer
     from recpipe.llm.backbone import load_backbone
     from recpipe.llm.lora import load_adapter
 
@@ -284,7 +283,6 @@ def test_hellm_stage_trains_exports_and_names_a_bad_export(small_processed, tmp_
     base, _ = load_backbone("tiny-llama", device="cpu")
     lm = load_adapter(base, tmp_path / "run" / "adapter")
     assert any("lora_B" in n and float(p.abs().sum()) > 0 for n, p in lm.named_parameters())
-    assert HeLLMScorer  # the stage's scorer is the one the tests above exercise
     # a SASRec export without its padding row is refused, naming the file
     from recpipe.io import write_npy
 
