@@ -96,6 +96,19 @@ def test_several_select_metrics_keep_a_state_when_any_beats_its_own_best():
             validate=lambda m: {"r": 0.0})
 
 
+def test_a_sum_of_select_metrics_is_one_score():
+    """CLLM4Rec's rule (cllm4rec.md 5): keep the epoch with the largest R@20 + R@40 + N@100."""
+    rows = iter([(0.10, 0.20, 0.05), (0.12, 0.15, 0.05), (0.09, 0.25, 0.04), (0.1, 0.1, 0.1)])
+    res = fit(Linear(), Rows(32, 8), cfg(epochs=4, select_metric="a+b+c"), progress=False,
+              validate=lambda m: dict(zip("abc", next(rows))))
+    # sums 0.35, 0.32, 0.38, 0.30: epoch 2, though neither a nor c peaks there
+    assert res.best_epoch == 2 and res.best_score == pytest.approx(0.38)
+    assert res.history[2]["valid/a+b+c"] == pytest.approx(0.38)
+    with pytest.raises(ParamError, match="'a\\+x' is not computed"):
+        fit(Linear(), Rows(32, 8), cfg(select_metric="a+x"), progress=False,
+            validate=lambda m: {"a": 0.0})
+
+
 def test_validation_cadence_is_rlmrecs_and_the_last_epoch_is_validated():
     res = fit(Linear(), Rows(32, 8), cfg(epochs=8, eval_every=3), validate=lambda m: {"score": 0.0},
               progress=False)

@@ -63,7 +63,8 @@ class TrainConfig:
     # validations without improvement before stopping (RLMRec: 5); 0 = never stop early
     patience: int = field(default=5, metadata=rng(0))
     # validation metric that selects the kept state (one the eval preset computes); several
-    # joined by "|" (MMHCL's "recall@20|ndcg@20") keep a state when any of them beats its own best
+    # joined by "|" (MMHCL's "recall@20|ndcg@20") keep a state when any of them beats its own
+    # best; a sum of several joined by "+" is one score (CLLM4Rec's "recall@20+recall@40+ndcg@100")
     select_metric: str = "recall@20"
     # Adam learning rate
     lr: float = field(default=1e-3, metadata=rng(0.0, None, lo_open=True))
@@ -382,8 +383,10 @@ def _validate(model, validate, cfg: TrainConfig, row: dict) -> dict:
     row.update({f"valid/{k}": v for k, v in summary.items()
                 if "/" not in k and isinstance(v, (int, float))}, eval_s=time.perf_counter() - t)
     metrics = cfg.select_metric.split("|")
-    if missing := [m for m in metrics if m not in summary]:
+    if missing := [m for m in metrics for part in m.split("+") if part not in summary]:
         have = ", ".join(sorted(k for k in summary if "@" in k))
         raise ParamError(f"train.select_metric: {missing[0]!r} is not computed by the "
-                         f"eval preset; choose one of {have} (or several joined by |)")
-    return {m: float(summary[m]) for m in metrics}
+                         f"eval preset; choose one of {have} (several joined by | or +)")
+    scores = {m: float(sum(summary[part] for part in m.split("+"))) for m in metrics}
+    row.update({f"valid/{m}": v for m, v in scores.items() if "+" in m})
+    return scores
