@@ -41,51 +41,14 @@ API (everything a stage needs; see stages/baselines.py for a full use):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from recpipe.config import ParamError
 from recpipe.eval.output import FULL_NAME, STD, write_headline, write_results
 from recpipe.eval.significance import over_seeds
 from recpipe.io import write_json
-from recpipe.train.seeds import _is_int
+from recpipe.train.seeds import Seed, _is_int, parse_seeds  # noqa: F401  (re-exported)
 
 PER_SEED_ONLY = ("seed", "per_user")  # facts about one seed, never aggregated
-_HINT = "write a list of distinct non-negative integers, e.g. [1, 2, 3]; [] = the top-level seed"
-
-
-@dataclass(frozen=True)
-class Seed:
-    """One seed of a run; `multi` = several seeds ran, so each writes into its own folder."""
-
-    value: int
-    multi: bool = False
-
-    def under(self, root: str | Path) -> Path:
-        """`root/seed<k>` when several seeds run, else `root` itself (today's layout)."""
-        return Path(root) / f"seed{self.value}" if self.multi else Path(root)
-
-
-def parse_seeds(value, default: int, key: str) -> list[int]:
-    """`value` of params key `key` -> the seeds to run, in the given order.
-
-    None or [] -> [default]. Raises ParamError naming `key` for anything but a list of
-    distinct non-negative ints (a bare int is refused: `seeds: 3` reads as "three seeds").
-    """
-    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
-        return [default]
-    if not isinstance(value, (list, tuple)):
-        raise ParamError(f"{key}: {value!r} is not a list of seeds; {_HINT}")
-    seen: set[int] = set()
-    for v in value:
-        if not _is_int(v):
-            raise ParamError(f"{key}: {v!r} is not an integer seed; {_HINT}")
-        if v < 0:
-            raise ParamError(f"{key}: {v} is negative; {_HINT}")
-        if v in seen:
-            raise ParamError(f"{key}: seed {v} is listed twice; {_HINT}")
-        seen.add(v)
-    return list(value)
 
 
 def _number(x) -> bool:
