@@ -149,14 +149,16 @@ def add_id_tokens(model, tokenizer, n_users: int, n_items: int, init="random", s
                   prefix: str = "") -> IdTokens:
     """Add `<{prefix}user_i>` and `<{prefix}item_j>` to tokenizer and model (see the module doc).
     init: "random" (normal, std of the existing rows, seeded), "mean" (their mean) or vectors
-    [n_users + n_items, hidden] (array or tensor), users first."""
+    [n_users + n_items, hidden] (array or tensor), users first. model None: the tokenizer only
+    (a model that keeps its ID embeddings in tables of its own, as CLLM4Rec's two sets)."""
     from transformers import AddedToken
 
     if n_users < 0 or n_items < 0:
         raise ValueError(f"n_users={n_users} and n_items={n_items} must be >= 0")
     n = n_users + n_items
     # every check before any change, so a refused call leaves tokenizer and model as they were
-    init = _as_vectors(init, n, model.get_input_embeddings().weight.shape[1])
+    if model is not None:
+        init = _as_vectors(init, n, model.get_input_embeddings().weight.shape[1])
     texts = ([token_text("user", i, prefix) for i in range(n_users)]
              + [token_text("item", j, prefix) for j in range(n_items)])
     clash = [t for t, i in zip(texts, _lookup(tokenizer, texts)) if i is not None]
@@ -173,7 +175,8 @@ def add_id_tokens(model, tokenizer, n_users: int, n_items: int, init="random", s
     if last - first != n - 1:
         raise RuntimeError(f"the tokenizer put the {n} ID tokens at {first}..{last}: not a "
                            f"contiguous block")
-    _grow(model, first, n, init, seed)
+    if model is not None:
+        _grow(model, first, n, init, seed)
     return IdTokens(first, first + n_users, n_users, n_items, prefix)
 
 
