@@ -28,6 +28,7 @@ SECTIONS: dict[str, str] = {
     "sasrec": "recpipe.seq.params:SASRecParams",
     "mmhcl": "recpipe.hypergraph.params:MMHCLParams",
     "hellm": "recpipe.hellm.params:HeLLMParams",
+    "cllm4rec": "recpipe.cllm4rec.params:CLLM4RecParams",
     "report": "recpipe.eval.report:ReportParams",
 }
 SCALARS = ("seed",)  # top-level keys that are values, not sections (recpipe.train.seeds)
