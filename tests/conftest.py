@@ -27,6 +27,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+@pytest.fixture(scope="session")
+def dag_repo(tmp_path_factory):
+    """(repo, result of its `dvc repro`): the project in a fresh git + DVC repo at small scale,
+    reproduced once and committed (tests/test_readme_commands.py builds it); the README and
+    pipeline tests share it, each resetting it to the committed state when they change it."""
+    from test_readme_commands import build_repo, stop_workers
+
+    repo = tmp_path_factory.mktemp("dag")
+    res = build_repo(repo)
+    yield repo, res
+    stop_workers(repo)
+
+
 def shared_path(*parts: str) -> Path:
     """Path inside the shared data folder; skips the calling test when it is absent."""
     p = SHARED.joinpath(*parts)

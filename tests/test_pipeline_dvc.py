@@ -1,32 +1,22 @@
 """The real DVC pipeline in a temporary git repo: `dvc repro`, `dvc exp run -S`, metrics.
 
-The repo's dvc.yaml, params.yaml, stages/ and recpipe/ are copied into a fresh git + DVC
-repo; the sample is shrunk so the whole DAG runs in seconds. Stage commands call `python`,
-so the interpreter running the tests is put first on PATH, and the repo itself on PYTHONPATH
-(the stages then run the copied recpipe/, not an installed one). `make_repo` and `sh` are
-shared with tests/test_textless.py.
+The repo is conftest's `dag_repo`, shared with tests/test_readme_commands.py (which builds
+it): a clean checkout's files in a fresh git + DVC repo, the sample shrunk and training short
+(that module's SMALL), reproduced once. Stage commands call `python`, so the interpreter
+running the tests is put first on PATH, and the repo itself on PYTHONPATH (the stages then
+run the copied recpipe/, not an installed one).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from conftest import ROOT, shared_path
-
-SMALL_SAMPLE = {"n_users": 150, "n_items": 120, "reviews_per_user_mean": 10.0}
-SHORT_TRAINING = {"graph": {"epochs": 2, "eval_every": 1}, "bprmf": {"epochs": 2, "eval_every": 1},
-                  "sasrec": {"epochs": 2, "eval_every": 1}, "mmhcl": {"epochs": 2, "eval_every": 1, "max_steps": 3},
-                  "hellm": {"epochs": 1, "eval_every": 1, "max_steps": 2}}
-# HeLLM on the random tiny-llama and 20 users (smollm2-135m runs in tests/test_hellm.py)
-SMALL_HELLM = {"model": "tiny-llama", "users": 10, "eval_users": 10}
+from conftest import shared_path
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subprocess.CompletedProcess:
@@ -44,32 +34,14 @@ def sh(repo: Path, *cmd: str, check: bool = True, **env_extra: str) -> subproces
     return res
 
 
-def make_repo(repo: Path) -> Path:
-    """A fresh git + DVC repo in `repo` holding this project's pipeline, with the small sample
-    and short training; committed."""
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
-    for name in ("stages", "recpipe"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["sample"].update(SMALL_SAMPLE)
-    params["graph"]["train"].update(SHORT_TRAINING["graph"])
-    params["baselines"]["bprmf"]["train"].update(SHORT_TRAINING["bprmf"])
-    params["sasrec"]["train"].update(SHORT_TRAINING["sasrec"])
-    params["mmhcl"]["train"].update(SHORT_TRAINING["mmhcl"])
-    params["hellm"].update(SMALL_HELLM)
-    params["hellm"]["train"].update(SHORT_TRAINING["hellm"])
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "init")
-    return repo
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("pipeline"))
+def repo(dag_repo):
+    """The shared small-scale repo (conftest `dag_repo`: reproduced and committed), back at
+    its committed state afterwards for the README tests."""
+    yield dag_repo[0]
+    sh(dag_repo[0], "dvc", "exp", "remove", "--all-commits")
+    sh(dag_repo[0], "git", "reset", "-q", "--hard")
+    sh(dag_repo[0], "dvc", "checkout", "-q", "--force")
 
 
 def metrics(repo: Path) -> dict:
@@ -79,13 +51,15 @@ def metrics(repo: Path) -> dict:
 
 FULL = {"pop": "models/baselines/pop", "itemknn": "models/baselines/itemknn",
         "ease": "models/baselines/ease", "bprmf": "models/baselines/bprmf", "graph": "models/graph",
-        "sasrec": "models/sasrec", "mmhcl": "models/mmhcl", "hellm": "models/hellm"}
+        "sasrec": "models/sasrec", "mmhcl": "models/mmhcl", "hellm": "models/hellm",
+        "cllm4rec": "models/cllm4rec"}
 
 
-def test_repro_runs_the_dag_on_the_embedded_sample(repo):
-    res = sh(repo, "dvc", "repro")
+def test_repro_runs_the_dag_on_the_embedded_sample(repo, dag_repo):
+    res = dag_repo[1]  # the fixture's `dvc repro`
     for stage in ("sample", "ingest", "split", "profile", "embed", "baselines@pop",
-                  "baselines@bprmf", "graph", "sasrec", "mmhcl", "hellm", "report"):
+                  "baselines@bprmf", "graph", "sasrec", "mmhcl", "hellm", "cllm4rec_pretrain",
+                  "cllm4rec_finetune", "report"):
         assert f"Running stage '{stage}'" in res.stdout
     # every declared output is written: no "'plots/baselines/pop' is empty." (issue 12, 7a)
     assert "is empty" not in res.stdout + res.stderr
@@ -108,6 +82,7 @@ def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     assert ingest["interactions"] >= m["interactions"] and ingest["format"] == "amazon2018"
     board = (repo / "reports" / "leaderboard.md").read_text()
     assert "| lightgcn-con | 1 |" in board and "| itemknn | 1 |" in board
+    assert "| cllm4rec | 1 |" in board
     assert "### ndcg@20 per domain" in board  # the report reads the full files
     assert (repo / "reports" / "metric_vs_k.png").read_bytes()[:4] == b"\x89PNG"
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
@@ -116,9 +91,7 @@ def test_repro_runs_the_dag_on_the_embedded_sample(repo):
     table = sh(repo, "dvc", "metrics", "show", COLUMNS="160").stdout
     assert "test/recall@20" in table and "test/recall@5" not in table and "valid/" not in table
     assert max(len(line) for line in table.splitlines()) <= 160, table
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "repro")
-    again = sh(repo, "dvc", "repro")
+    again = sh(repo, "dvc", "repro")  # the fixture committed the first run
     assert "Running stage" not in again.stdout  # everything cached
 
 
