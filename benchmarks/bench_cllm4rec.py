@@ -46,6 +46,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import print_table  # noqa: E402
 
 
 def content_batch(tok, ids, args) -> dict:
@@ -216,10 +217,7 @@ def main(argv=None) -> int:
     print(f"\ncpu, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores; load average "
           f"{load:.1f} before, {os.getloadavg()[0]:.1f} after; medians of {args.steps} "
           f"alternating steps / {args.ce_rounds} CE rounds\n")
-    print("| measurement | recpipe | baseline | ratio (higher = recpipe better) |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print_table(rows, ratio="higher = recpipe better")
     return 0
 
 

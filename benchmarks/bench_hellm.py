@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import print_table  # noqa: E402
 
 
 def make(name: str, n_items: int, device: str):
@@ -172,10 +173,7 @@ def main(argv=None) -> int:
     print(f"\n{args.device}, {torch.get_num_threads()} threads; batch {args.batch} users x <= "
           f"{args.items} items, {args.steps} steps x {args.rounds} rounds; {args.n_items:,} "
           f"items in the head\n")
-    print("| measurement | recpipe | baseline | ratio (higher = recpipe faster) |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print_table(rows)
     return 0
 
 

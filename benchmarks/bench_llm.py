@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import print_table  # noqa: E402
 
 
 def lora_model(name: str):
@@ -166,10 +167,7 @@ def main(argv=None) -> int:
     print(f"\n{args.model}, {torch.get_num_threads()} CPU threads; training batch {args.batch} x "
           f"{args.seq}, {args.steps} steps x {args.rounds} rounds; profiling {args.prompts} "
           f"prompts, batch {args.gen_batch}, {args.max_new} new tokens\n")
-    print("| measurement | recpipe | bare transformers + peft | ratio (higher = ours faster) |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print_table(rows, "bare transformers + peft", "higher = ours faster")
     return 0
 
 

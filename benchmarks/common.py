@@ -19,3 +19,12 @@ def make_file(src: Path, dst: Path, n_lines: int) -> int:
             f.write(b"\n".join(chunk) + b"\n")
             written += len(chunk)
     return written
+
+
+def print_table(rows: list[list[str]], baseline: str = "baseline",
+                ratio: str = "higher = recpipe faster") -> None:
+    """The side-by-side results table the LLM benchmarks end with (markdown, for the README)."""
+    print(f"| measurement | recpipe | {baseline} | ratio ({ratio}) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
