@@ -276,10 +276,10 @@ def test_a_killed_pretrain_stage_resumes_mid_epoch_to_the_uninterrupted_result(s
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     script = str(ROOT / "stages" / "cllm4rec_pretrain.py")
-    full, _ = stage_args(tmp_path, small_processed, "full")
+    full, _ = stage_args(tmp_path, small_processed, "full", users=12)
     subprocess.run([sys.executable, script, *full], env=env, check=True, timeout=300,
                    capture_output=True)
-    killed, _ = stage_args(tmp_path, small_processed, "killed")
+    killed, _ = stage_args(tmp_path, small_processed, "killed", users=12)
     ckpt = tmp_path / "killed_pre" / "ckpt"
     proc = subprocess.Popen([sys.executable, script, *killed], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -331,3 +331,19 @@ def test_documents_are_training_reviews_or_item_texts_or_nothing(small_processed
     items.with_columns(pl.lit(None, pl.String).alias("title"),
                        pl.lit(None, pl.String).alias("description")).write_parquet(folder / "items.parquet")
     assert documents(folder, None, "item")[1] is None
+
+
+def test_selection_reads_r20_r40_n100_under_any_preset(small_processed):
+    """The hellm preset computes K = 5, 10, 20 only; finetuning still selects on R@20 + R@40 +
+    N@100 (validation adds those cut-offs) and reports test under the preset's own."""
+    from recpipe.cllm4rec.finetune import finetune
+    from recpipe.cllm4rec.run import setup
+    from recpipe.data.view import load_view
+    from recpipe.eval.protocol import resolve
+
+    p = parse(CLLM4RecParams, {"model": "tiny-gpt2", "users": 8, "eval_users": 10,
+                               "finetune": {"train": {"epochs": 1}}}, "cllm4rec")
+    s = setup(p, small_processed, load_view(small_processed), 0, "cpu")
+    out = finetune(s, {}, resolve({"preset": "hellm"}), progress=False)
+    assert "valid/recall@20+recall@40+ndcg@100" in out["fit"].history[0]
+    assert "recall@20" in out["test"].summary and "recall@40" not in out["test"].summary

@@ -5,9 +5,14 @@ scored once by the one evaluator from each user's prompt of all training items (
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from recpipe.cllm4rec.run import Setup, _throughput, build, subsample
+
+
+SELECTION_KS = (20, 40, 100)  # the reference's R@20 + R@40 + N@100
 
 
 class CLLM4RecScorer:
@@ -63,10 +68,12 @@ def finetune(s: Setup, tables: dict, eval_cfg, *, ckpt=None, live=None, signatur
                               max_tokens=s.p.max_tokens, keep_suffix=s.p.mode == "clean")
     eval_users = subsample(s.data.n_users, s.p.eval_users, s.seed, 2)
     scorer = CLLM4RecScorer(model, s, s.p.eval_batch_size)
+    # selection reads R@20, R@40 and N@100 whatever the preset's cut-offs (hellm: 5, 10, 20)
+    valid_cfg = replace(eval_cfg, ks=sorted({*eval_cfg.ks, *SELECTION_KS}))
     _throughput(model, s)
     res = fit(model, batches, tc, device=s.device, ckpt=ckpt, live=live, signature=signature,
               progress=progress, desc="cllm4rec finetune",
-              validate=lambda m: evaluate(scorer, s.data, eval_cfg, "valid", eval_users).summary)
+              validate=lambda m: evaluate(scorer, s.data, valid_cfg, "valid", eval_users).summary)
     return {"valid": evaluate(scorer, s.data, eval_cfg, "valid", eval_users),
             "test": evaluate(scorer, s.data, eval_cfg, "test", eval_users),
             "model": model, "fit": res, "best_epoch": res.best_epoch, "eval_users": eval_users}
