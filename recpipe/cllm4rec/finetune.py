@@ -11,7 +11,6 @@ import numpy as np
 
 from recpipe.cllm4rec.run import Setup, _throughput, build, subsample
 
-
 SELECTION_KS = (20, 40, 100)  # the reference's R@20 + R@40 + N@100
 
 
