@@ -146,6 +146,16 @@ RULES = [
     Rule(r"dvc exp run -S graph\.train\.time_budget_s=600 .*",
          why="plain -S flags on the train caps, which tests/test_train_loop.py checks; the "
              "stages run in the other commands"),
+    Rule(r"dvc exp run -S 'graph\.seeds=\[2023,2024,2025\]'",
+         why="tests/test_seeds.py runs a stage over several seeds through the seed runner the "
+             "graph stage uses (run_seeds) and checks the mean and _std files"),
+    Rule(r"dvc exp run -S hellm\.mode=parity -S hellm\.report_best_test_epoch=true",
+         why="tests/test_hellm.py checks parity's quirks; `dvc repro` runs the stage"),
+    Rule(r"OPENAI_API_KEY=\.\.\. dvc exp run -S profile\.backend=openai .*",
+         why="tests/test_profile_openai.py runs the openai backend against a real local server "
+             "(keys, retries, cache); `dvc repro` runs the profile stage and all after it"),
+    Rule(r"dvc exp run -S graph\.model=sgl -S graph\.align=gen",
+         why="tests/test_graph_sgl_simgcl.py trains SGL; the queue command runs alignments"),
     Rule(r"dvc exp run cllm4rec_finetune -S cllm4rec\.pretrain\.content=false",
          why="the ids-only release command trains the collaborative LM alone through both "
              "CLLM4Rec stages (checked: cllm4rec-col); the switch is tests/test_cllm4rec.py's"),
