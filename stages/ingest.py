@@ -2,7 +2,8 @@
 
 Reads params: dataset, ingest. Writes <out>/{interactions,items,users}.parquet,
 <out>/rejects.jsonl, <out>/side/ (release side files) and every count to --metrics (dvc.yaml:
-<out>/metrics.json). Every path is a required argument; dvc.yaml passes them (its `paths`
+<out>/metrics.json), with `ts_kind` (time, or position for releases without times), which the
+split stage reads. Every path is a required argument; dvc.yaml passes them (its `paths`
 vars).
 """
 

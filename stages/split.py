@@ -4,6 +4,10 @@ Reads params: split, seed. Writes <out>/ with <out>/metrics.json (every dataset 
 domain, with the ingest report's reject counts merged in; --full moves it) and --metrics, the
 few counts declared as DVC metrics (`HEADLINE`). Every path is a required argument (but
 --full); dvc.yaml passes them (its `paths` vars).
+
+The ingest report's `ts_kind` says whether `ts` is a time or only a position (seqtxt, cdsr);
+with positions, `split.protocol=temporal` splits each user by order (recpipe/data/split.py),
+recorded as `split/temporal_by` in <out>/metrics.json.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from pathlib import Path
 
 from recpipe.config import ParamError, load_params, section
+from recpipe.data.ingest import TS_KINDS
 from recpipe.data.processed import build
 from recpipe.data.rejects import IngestError
 from recpipe.io import read_json, write_json
@@ -35,18 +40,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="every statistic (default: <out>/metrics.json)")
     ap.add_argument("--metrics", required=True, help="the headline counts")
     args = ap.parse_args(argv)
+    ingest = Path(args.ingest_report)
+    rep = read_json(ingest) if ingest.exists() else {}
     try:
         params = load_params(args.params)
         cfg = section(params, "split", SplitParams)
         seed = top_seed(params)
+        ts_kind = rep.get("ts_kind", "time")
+        if ts_kind not in TS_KINDS:
+            raise IngestError(f"{ingest}: ts_kind={ts_kind!r} is not one of {TS_KINDS}")
         print(f"split: protocol={cfg.protocol} seed={seed}", flush=True)
-        report = build(Path(args.interim), Path(args.out), cfg, seed)
+        report = build(Path(args.interim), Path(args.out), cfg, seed, ts_kind)
     except (ParamError, IngestError) as e:
         print(f"split failed: {e}", file=sys.stderr)
         return 2
-    ingest = Path(args.ingest_report)
+    report["ts_kind"] = ts_kind
     if ingest.exists():
-        rep = read_json(ingest)
         report["rejects"] = rep.get("rejects", 0)
         report.update({k: v for k, v in rep.items() if k.startswith("rejects/")})
     write_json(args.full or Path(args.out) / "metrics.json", report)

@@ -88,6 +88,7 @@ def test_temporal_thresholds_order_the_splits(gift, tmp_path):
     rep, parts, _ = run(tmp_path, gift, protocol="temporal", temporal_valid=0.5, temporal_test="2017-06-01")
     assert parts["train"]["ts"].max() < rep["split/t_valid"] <= parts["valid"]["ts"].min()
     assert parts["valid"]["ts"].max() < rep["split/t_test"] == 1496275200 <= parts["test"]["ts"].min()
+    assert rep["split/temporal_by"] == "time"  # real unix times: global thresholds
 
 
 def test_cleaning_order_and_counts(tmp_path):
@@ -141,3 +142,58 @@ def test_rlmrec_protocol_reproduces_the_release_exactly(rlmrec_processed):
 def test_rlmrec_protocol_needs_a_pre_split_release(gift, tmp_path):
     with pytest.raises(IngestError, match="has none"):
         run(tmp_path, gift, protocol="rlmrec")
+
+
+# --------------------------------------------------------------------------- order-only ts
+
+
+def _stages(tmp_path, raw: Path, fmt: str, **split) -> tuple[dict, dict, pl.DataFrame]:
+    """Ingest and split stages run on `raw`: (ingest report, split metrics, interactions with
+    the raw user and item ids)."""
+    import json
+
+    import yaml
+    from conftest import ROOT, stage
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"].update(format=fmt, path=str(raw))
+    params["split"].update(**{"user_core": 0, "item_core": 0, **split})
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    interim, processed = tmp_path / "interim", tmp_path / "processed"
+    assert stage("ingest").main(["--params", str(p), "--out", str(interim),
+                                 "--metrics", str(interim / "metrics.json")]) == 0
+    assert stage("split").main(["--params", str(p), "--interim", str(interim), "--ingest-report",
+                                str(interim / "metrics.json"), "--out", str(processed),
+                                "--metrics", str(tmp_path / "dataset.json")]) == 0
+    df = pl.read_parquet(processed / "interactions.parquet")
+    df = df.join(pl.read_parquet(processed / "user_map.parquet"), on="uid").join(
+        pl.read_parquet(processed / "item_map.parquet"), on="iid")
+    return (json.loads((interim / "metrics.json").read_text()),
+            json.loads((processed / "metrics.json").read_text()), df)
+
+
+def test_temporal_on_positions_splits_each_user_by_order(tmp_path, capsys):
+    # seqtxt: ts is the position. Global quantiles of positions would send only the longest
+    # sequence's tail to test; position order must stand in for time per user instead.
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Toy.txt").write_text("1 10 11 12 13 14 15\n2 20 21 22\n3 30 31\n")
+    ingest_rep, rep, df = _stages(tmp_path, raw, "seqtxt", protocol="temporal")
+    assert ingest_rep["ts_kind"] == "position"
+    out = capsys.readouterr().out
+    assert "split: temporal: ts holds positions" in out and "temporal_by=position" in out
+    assert rep["split/temporal_by"] == "position" and rep["ts_kind"] == "position"
+    assert "split/t_valid" not in rep and rep["split/train_only_users"] == 1
+    got = {s: sorted(df.filter(pl.col("split") == s)["item"]) for s in ("valid", "test")}
+    assert got == {"valid": ["14", "21"], "test": ["15", "22"]}  # user 3 (2 items): train only
+    assert set(df.filter(pl.col("user") == "3")["split"]) == {"train"}
+
+
+def test_positions_leave_the_other_protocols_alone(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Toy.txt").write_text("1 10 11 12 13 14 15\n2 20 21 22\n")
+    _, rep, _ = _stages(tmp_path, raw, "seqtxt", protocol="random", ratios=[0.5, 0.25, 0.25])
+    assert "split/temporal_by" not in rep and rep["ts_kind"] == "position"
+    assert "temporal" not in capsys.readouterr().out

@@ -8,6 +8,11 @@ A reader may instead write a table itself, already canonical, to `finished_table
 table)` and return a scan of that file: it is then moved into place, not encoded a second
 time (the Amazon 2018 reader does this for interactions: ~8% less CPU). The move happens
 before items and users are written, so those must not be lazy scans of that file.
+
+The report's `ts_kind` says what `ts` holds: `time` (unix seconds, the default) or `position`
+(an ordinal position in the user's sequence, order only), declared by readers of releases
+without times (`Tables.stats["ts_kind"]`: seqtxt, cdsr). The split stage reads it from the
+report: `split.protocol=temporal` on positions splits per user by order.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from recpipe.data.rejects import IngestError, RejectLog
 from recpipe.data.schema import SCHEMAS, conform
 from recpipe.io import atomic_path
 from recpipe.params import DatasetParams, IngestParams
+
+TS_KINDS = ("time", "position")  # what `ts` holds: unix seconds, or an order-only position
 
 
 def finished_table(workdir: Path, table: str) -> Path:
@@ -99,6 +106,10 @@ def ingest(dataset: DatasetParams, params: IngestParams, out_dir: Path) -> dict:
     report = {"format": dataset.format, **counts}
     report.update({f"domain/{d}": n for d, n in per_domain.iter_rows()})
     report.update(rejects.summary())
-    report.update({k: int(v) for k, v in tables.stats.items()})
+    stats = dict(tables.stats)
+    report["ts_kind"] = stats.pop("ts_kind", "time")
+    if report["ts_kind"] not in TS_KINDS:  # a reader bug
+        raise ValueError(f"reader stats: ts_kind={report['ts_kind']!r}, not one of {TS_KINDS}")
+    report.update({k: int(v) for k, v in stats.items()})
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report

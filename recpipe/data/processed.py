@@ -35,7 +35,7 @@ def _ids(keys: pl.Series, side: pl.DataFrame, key: str, id_col: str) -> pl.DataF
     return frame.select(pl.int_range(pl.len(), dtype=pl.Int32).alias(id_col), key, "orig_id")
 
 
-def build(interim: Path, out: Path, p: SplitParams, seed: int) -> dict:
+def build(interim: Path, out: Path, p: SplitParams, seed: int, ts_kind: str = "time") -> dict:
     interim, out = Path(interim), Path(out)
     raw = pl.read_parquet(interim / "interactions.parquet")
     items = pl.read_parquet(interim / "items.parquet")
@@ -46,7 +46,7 @@ def build(interim: Path, out: Path, p: SplitParams, seed: int) -> dict:
         df, stats, sampled = raw, {}, None
     else:
         df, stats, sampled = clean(raw, p, seed)
-    df, info = split(df, p, seed)
+    df, info = split(df, p, seed, ts_kind)
 
     umap = _ids(df["user"], users, "user", "uid")
     imap = _ids(df["item"], items, "item", "iid")

@@ -10,7 +10,11 @@ function `(df, params, seed) -> (df with a "split" column, info dict)`, register
   with fewer than 3 interactions stay in train only.
 - `loo`: per user by time: last -> test, second to last -> valid (SASRec/HeLLM); optional
   truncation to the last `split.loo_max_len` interactions first; < 3 interactions -> train.
-- `temporal`: global time thresholds (HUM), as quantiles or dates.
+- `temporal`: global time thresholds (HUM), as quantiles or dates. Where no timestamps
+  exist (`ts_kind="position"`: the ingest report says `ts` is a position, seqtxt/cdsr),
+  position order stands in for time: per user, the items at the last position -> test (two
+  in a cross-domain release with one final item per domain), those at the position before
+  -> valid; said in one printed line and recorded as `temporal_by: position`.
 - `rlmrec`: keep the split a release arrived with (its `split` column).
 """
 
@@ -137,7 +141,26 @@ def temporal_split(df: pl.DataFrame, p: SplitParams, seed: int):
     part = df.select(
         pl.when(pl.col("ts") >= t_test).then(2).when(pl.col("ts") >= t_valid).then(1).otherwise(0)
     ).to_series()
-    return _named(df, part), {"t_valid": t_valid, "t_test": t_test}
+    return _named(df, part), {"temporal_by": "time", "t_valid": t_valid, "t_test": t_test}
+
+
+def temporal_by_position(df: pl.DataFrame, p: SplitParams, seed: int):
+    """`temporal` on order-only positions: a global threshold on positions would compare
+    users' sequence lengths, not times, so each user is split by order instead. Positions are
+    ranked densely from the end, so every item at the last position is a test target (C2DSR
+    releases end each user with one target per domain); < 3 positions -> train only."""
+    print("split: temporal: ts holds positions (order only, no times), so each user's last "
+          "position is test and the one before it validation (split/temporal_by=position)",
+          flush=True)
+    _need_ts(df, "temporal")
+    back = pl.col("ts").rank("dense", descending=True).over("user") - 1
+    d = df.with_columns(__back=back, __n=pl.col("ts").n_unique().over("user"))
+    part = (pl.when(pl.col("__n") < 3).then(0).when(pl.col("__back") == 0).then(2)
+            .when(pl.col("__back") == 1).then(1).otherwise(0))
+    d = d.with_columns(__p=part)
+    info = {"temporal_by": "position",
+            "train_only_users": d.filter(pl.col("__n") < 3)["user"].n_unique()}
+    return _named(d.drop("__back", "__n", "__p"), d["__p"]), info
 
 
 def keep_release_split(df: pl.DataFrame, p: SplitParams, seed: int):
@@ -167,5 +190,9 @@ PROTOCOLS = {
 }
 
 
-def split(df: pl.DataFrame, p: SplitParams, seed: int) -> tuple[pl.DataFrame, dict]:
+def split(df: pl.DataFrame, p: SplitParams, seed: int,
+          ts_kind: str = "time") -> tuple[pl.DataFrame, dict]:
+    """`ts_kind`: what `ts` holds, from the ingest report: time (unix seconds) or position."""
+    if p.protocol == "temporal" and ts_kind == "position":
+        return temporal_by_position(df, p, seed)
     return PROTOCOLS[p.protocol](df, p, seed)

@@ -23,11 +23,13 @@ from recpipe.registry import resolve
 READERS: dict[str, str] = {
     "amazon2018": "recpipe.data.readers.amazon2018:read",
     "amazon2014": "recpipe.data.readers.amazon2014:read",
+    "amazon2023": "recpipe.data.readers.amazon2023:read",
     "yelp": "recpipe.data.readers.yelp:read",
     "steam": "recpipe.data.readers.steam:read",
     "rlmrec": "recpipe.data.readers.rlmrec:read",
     "seqtxt": "recpipe.data.readers.seqtxt:read",
     "recbole": "recpipe.data.readers.recbole:read",
+    "cdsr": "recpipe.data.readers.cdsr:read",
 }
 
 

@@ -9,7 +9,9 @@ Files, found in `dataset.path`:
 The files carry no time, only order, so `ts` is the item's position in its user's sequence
 (0, 1, 2, ...): an ordinal pseudo-timestamp. It preserves order within a user, which is all
 leave-one-out and sequential models need; it means nothing across users, so a global
-temporal split on it is meaningless. `rating` is null (implicit feedback).
+temporal split on it is meaningless: the reader declares `ts_kind: position` (stats), and
+`split.protocol=temporal` then splits per user by position. `rating` is null (implicit
+feedback).
 
 `orig_id` = int(id) - min id of that kind in the file, so the release's 1-based ids become
 0-based and the split stage numbers users and items in release order.
@@ -47,7 +49,7 @@ def read(path: Path, opts: ReadOptions, rejects: RejectLog, workdir: Path) -> Ta
     by_name = select_categories(by_name, opts, "<Name>.txt")
     multi = len(by_name) > 1
     inters, items, users = [], [], []
-    stats: dict[str, int] = {}
+    stats: dict = {"ts_kind": "position"}  # ts is an ordinal position (module docstring)
     offsets = {"user": 0, "item": 0}
     for name in sorted(by_name):
         inter, cut = _read_sequences(by_name[name], name, rejects, opts.strict_last_line)
