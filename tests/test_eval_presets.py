@@ -252,6 +252,7 @@ def ref_hum(split: Split, table: np.ndarray, part: str) -> dict:
         for d in DOMAINS:
             out[f"{key}/{d}"] = per[d][key]
         out[f"{key}/macro"] = mean(per[d][key] for d in DOMAINS)
+        out[f"{key}/spread"] = max(per[d][key] for d in DOMAINS) - min(per[d][key] for d in DOMAINS)
     return out
 
 
@@ -285,6 +286,8 @@ def ref_unified(split: Split, table: np.ndarray, part: str) -> dict:
             for d in DOMAINS:
                 out[f"{key}/{d}"] = per[d][key]
             out[f"{key}/macro"] = mean(per[d][key] for d in DOMAINS)
+            out[f"{key}/spread"] = (max(per[d][key] for d in DOMAINS)
+                                    - min(per[d][key] for d in DOMAINS))
     return out
 
 

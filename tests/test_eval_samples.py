@@ -244,9 +244,8 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="eval.candidates=sampled"):
         evaluate_samples(fixed(range(6)), Samples(np.array([0, 0]), t, candidates=t), data,
                          resolve({"preset": "rlmrec", "average": "samples"}))
-    for bad in ({"average": "samples"}, {"candidates": "sampled"}):
-        with pytest.raises(ValueError, match="evaluate_samples"):
-            evaluate(fixed(range(6)), data, resolve({"preset": "rlmrec", **bad}), "test")
+    with pytest.raises(ValueError, match="evaluate_samples"):
+        evaluate(fixed(range(6)), data, resolve({"preset": "rlmrec", "candidates": "sampled"}), "test")
 
 
 # ------------------------------------------------------------------ (d) leave-one-out, real data
@@ -345,3 +344,54 @@ def test_loo_every_position_samples_against_a_literal_reference(beauty_loo):
     # earlier targets lie in the user's train row: masking it would hide them
     with pytest.raises(ValueError, match="masked items"):
         evaluate_samples(model, samples, data, resolve({"preset": "rlmrec", "average": "samples"}))
+
+
+# ------------------------------------------------------------------ HUM's per-interaction units
+
+def _temporal_view():
+    """Two users over domains A (items 0-2) and B (items 3-5); user 0's timeline:
+    t1 i0 (train), t2 i3 (train), t3 i1 (valid), t4 i4 (test), t5 i2 (test); user 1's first
+    interaction is in valid (t3 i5), then t6 i0 (test)."""
+    from recpipe.data.view import from_frames
+
+    def f(rows):
+        return pl.DataFrame(rows, schema={"uid": pl.Int32, "iid": pl.Int32, "ts": pl.Int64},
+                            orient="row")
+
+    dom = pl.DataFrame({"iid": range(6), "domain": ["A"] * 3 + ["B"] * 3})
+    return from_frames(f([(0, 3, 2), (0, 0, 1)]), f([(0, 1, 3), (1, 5, 3)]),
+                       f([(0, 2, 5), (0, 4, 4), (1, 0, 6)]), 2, 6, dom)
+
+
+def test_per_interaction_samples_follow_hum_rules():
+    data = _temporal_view()
+    seqs = data.sequences(("train", "valid", "test"))
+    test = Samples.per_interaction(data, "test", by_domain=True)
+    # one sample per test interaction, in time order per user; a user may have several
+    assert test.uid.tolist() == [0, 0, 1]
+    assert test.targets.indices.tolist() == [4, 2, 0]
+    assert test.domain.tolist() == [1, 0, 0]  # the target's domain
+    # histories cross the split: user 0's last test sample sees train, valid and test items
+    assert [seqs.items[seqs.indptr[u]:p].tolist() for u, p in zip(test.uid, test.pos)] == \
+        [[0, 3, 1], [0, 3, 1, 4], [5]]
+    valid = Samples.per_interaction(data, "valid")
+    assert valid.uid.tolist() == [0]  # user 1's first interaction is no target
+    assert (valid.domain == -1).all()  # ranked over every item without by_domain
+    only1 = Samples.per_interaction(data, "test", users=np.array([1]))
+    assert only1.uid.tolist() == [1]
+    for s in (test, valid):  # the target is never among the items before it
+        for u, p in zip(s.uid, s.pos):
+            assert seqs.items[p] not in seqs.items[seqs.indptr[u]:p]
+
+
+def test_average_samples_makes_evaluate_rank_per_interaction():
+    data = _temporal_view()
+    scores = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], dtype=np.float32)
+    cfg = resolve({"preset": "hum", "average": "samples", "ks": [1, 2]})
+    got = evaluate(fixed(scores), data, cfg, "test")
+    # user 0 ranks A as [2, 1, 0] and B as [5, 4, 3]; user 1 ranks A as [0, 1, 2]
+    # samples: (u0, i4 in B) rank 2, (u0, i2 in A) rank 1, (u1, i0 in A) rank 1
+    assert got.summary["units"] == 3
+    assert got.summary["recall@1"] == pytest.approx(2 / 3)
+    assert got.summary["recall@2"] == pytest.approx(1.0)
+    assert got.summary["ndcg@2"] == pytest.approx((1 / LOG2(3) + 2) / 3)

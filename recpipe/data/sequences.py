@@ -11,6 +11,7 @@ without time keep their file order. `DataView.sequences(parts)` builds them from
     items   (n,) int32   iid
     ts      (n,) int64   unix seconds, NO_TS where the data has none
     domain  (n,) int32   the item's index into DataView.domains
+    part    (n,) int8    which of the parts built from a row came from (0 = the first given)
     window(users, T) -> (B, T) padded with `pad` (= n_items, an id no item has)
 """
 
@@ -47,6 +48,7 @@ class Sequences:
     ts: np.ndarray  # (n,) int64
     domain: np.ndarray  # (n,) int32
     pad: int  # the padding item id of `window` (= n_items)
+    part: np.ndarray | None = None  # (n,) int8: which of the `parts` given to build a row came from
 
     @classmethod
     def build(cls, parts: list[Rows], item_domain: np.ndarray, n_users: int) -> Sequences:
@@ -56,12 +58,13 @@ class Sequences:
         ts = np.concatenate([p.ts for p in parts]) if parts else np.zeros(0, np.int64)
         if len(uid) and (uid.min() < 0 or uid.max() >= n_users):
             raise ValueError(f"uid out of range [0, {n_users}): {uid.min()}..{uid.max()}")
+        src = np.repeat(np.arange(len(parts), dtype=np.int8), [len(p.uid) for p in parts])
         order = np.lexsort((ts, uid))  # stable: equal (uid, ts) keep row order
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(uid, minlength=n_users), out=indptr[1:])
         items = iid[order].astype(np.int32, copy=False)
         return cls(indptr, items, ts[order].astype(np.int64, copy=False),
-                   item_domain[items].astype(np.int32, copy=False), len(item_domain))
+                   item_domain[items].astype(np.int32, copy=False), len(item_domain), src[order])
 
     @property
     def n_users(self) -> int:

@@ -4,7 +4,9 @@ Units are users (or, with `candidates=target_domain`, (user, domain) pairs: each
 targets ranked among that domain's items). Scores are computed in user batches sized to
 `memory_mb`, so the full users x items matrix never exists. Sample-level protocols (several
 units per user, each with its own history, targets and candidates) go through
-`recpipe.eval.sample_evaluator.evaluate_samples`, which reuses the pieces below.
+`recpipe.eval.sample_evaluator.evaluate_samples`, which reuses the pieces below; with
+`eval.average=samples` (HUM's protocol) `evaluate` itself builds HUM's units, one sample per
+interaction of the part (`Samples.per_interaction`), so every model is scored on them.
 """
 
 from __future__ import annotations
@@ -158,11 +160,16 @@ def evaluate(scorer, data: SplitData, cfg: EvalConfig, part: str = "test",
              users: np.ndarray | None = None) -> EvalResult:
     """Score and rank every unit of `part`; `users` (uids) keeps only those users' units, for a
     model too slow to score everyone (an LLM on a CPU): its summary's `units` says how many."""
-    if cfg.average == "samples" or cfg.candidates == "sampled":
+    if cfg.candidates == "sampled":
         raise ValueError(
-            f"eval.average={cfg.average}, eval.candidates={cfg.candidates}: sample-level "
-            "protocols need evaluation samples; call recpipe.eval.sample_evaluator."
-            "evaluate_samples(scorer, Samples..., data, cfg)")
+            f"eval.candidates={cfg.candidates}: sampled candidate lists need evaluation samples; "
+            "call recpipe.eval.sample_evaluator.evaluate_samples(scorer, Samples..., data, cfg)")
+    if cfg.average == "samples":  # HUM's units: one per interaction of the part, every model
+        from recpipe.eval.sample_evaluator import evaluate_samples
+        from recpipe.eval.samples import Samples
+
+        samples = Samples.per_interaction(data, part, users, cfg.candidates == "target_domain")
+        return evaluate_samples(scorer, samples, data, cfg)
     targets = data.part(part)
     need_every_user(cfg, int((np.diff(targets.indptr) == 0).sum()), data.n_users, part)
     if users is not None:

@@ -77,8 +77,9 @@ class EvalConfig:
 
 
 def resolve(data: dict | None, prefix: str = "eval") -> EvalConfig:
-    """Parse an `eval` section: the preset's values first, explicit keys on top."""
-    data = dict(data or {})
+    """Parse an `eval` section: the preset's values first, explicit keys on top (a key set to
+    null keeps the preset's value: params.yaml lists `average: null` so that `-S` can set it)."""
+    data = {k: v for k, v in (data or {}).items() if v is not None}
     name = data.get("preset", "unified")
     if name not in PRESETS:
         raise ParamError(f"{prefix}.preset: {name!r} is not allowed; choose one of {', '.join(PRESETS)}")

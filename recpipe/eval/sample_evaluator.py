@@ -52,7 +52,10 @@ def evaluate_samples(scorer, samples: Samples, data: SplitData, cfg: EvalConfig)
     prefix = SAMPLED if samples.candidates is not None else ""
     vals = {prefix + k: v for k, v in unit_metrics(idx, ok, samples.targets, cfg).items()}
     names = [*data.domains, "all"]  # domain -1 -> "all"
-    df = pl.DataFrame({"sample": rows.astype(np.int64), "uid": samples.uid.astype(np.int32),
+    # a sample's id: its row, or for per-interaction samples the target's row in the split's
+    # sequences, the same whichever users are scored (so a subsample pairs with the full run)
+    ids = rows if samples.pos is None else samples.pos
+    df = pl.DataFrame({"sample": ids.astype(np.int64), "uid": samples.uid.astype(np.int32),
                        "domain": [names[d] for d in samples.domain], **vals})
     summary = {m: float(df[m].mean()) for m in vals}
     summary["units"] = df.height

@@ -15,9 +15,13 @@ with its own history, targets and candidates. Everything is arrays, one row per 
                              negatives, eval.candidates=sampled); only those items are ranked
     part        str          the split part the targets come from ("valid" masks and
                              candidates follow the protocol for that part, as in `evaluate`)
+    pos         (n,) int64   optional: the target's row in data.sequences(SPLIT_NAMES), the
+                             user's sequence over every part in time order; a sequence scorer
+                             reads the history before it (HUM: the last 10, across domains)
 
 `Samples.from_users(data, part)` is `evaluate`'s per-user units as samples (equal results);
-`Samples.from_frame(frame, data)` builds them from rows (uid, iid, domain, history, ...).
+`Samples.from_frame(frame, data)` builds them from rows (uid, iid, domain, history, ...);
+`Samples.per_interaction(data, part)` is HUM's units: one per interaction of the part.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recpipe.data.schema import SPLIT_NAMES
 from recpipe.eval.data import SplitData, csr
 from recpipe.eval.evaluator import user_units
 
@@ -40,6 +45,7 @@ class Samples:
     exclude: sp.csr_matrix | None = None  # (n, n_items) history to mask, per sample
     candidates: sp.csr_matrix | None = None  # (n, n_items) explicit candidate sets
     part: str = "test"  # "train" | "valid" | "test"
+    pos: np.ndarray | None = None  # (n,) int64 rows of data.sequences(SPLIT_NAMES)
 
     def __post_init__(self):
         self.uid = np.asarray(self.uid, dtype=np.int64).ravel()
@@ -91,6 +97,30 @@ class Samples:
         with `by_domain` one per (user, domain) ranked in that domain (target_domain)."""
         users, doms, t = user_units(data, data.part(part), by_domain)
         return cls(users, t, domain=doms, part=part)
+
+    @classmethod
+    def per_interaction(cls, data, part: str = "test", users: np.ndarray | None = None,
+                        by_domain: bool = False) -> Samples:
+        """HUM's units (hum.md 6.3): one sample per interaction of `part` (of `users` only, when
+        given), its item the target, ranked within the target's domain when `by_domain`. The
+        history is everything the user did before it, over every part (a test history may
+        hold earlier test items, as in the reference), never the target itself; a user's first
+        interaction has none and is no sample. `pos` locates each target in the sequences."""
+        seqs = data.sequences(SPLIT_NAMES)
+        k = SPLIT_NAMES.index(part)
+        first = np.zeros(len(seqs.items), dtype=bool)
+        first[seqs.indptr[:-1][np.diff(seqs.indptr) > 0]] = True
+        uid_of = np.repeat(np.arange(seqs.n_users), np.diff(seqs.indptr))  # (n,) row -> user
+        keep = (seqs.part == k) & ~first
+        if users is not None:
+            chosen = np.zeros(seqs.n_users, dtype=bool)
+            chosen[np.asarray(users, np.int64)] = True
+            keep &= chosen[uid_of]
+        pos = np.flatnonzero(keep).astype(np.int64)
+        items = seqs.items[pos]
+        targets = csr(np.arange(len(pos)), items, (len(pos), data.n_items))
+        dom = seqs.domain[pos] if by_domain else None
+        return cls(uid_of[pos], targets, domain=dom, part=part, pos=pos)
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, data: SplitData, part: str = "test") -> Samples:

@@ -14,13 +14,15 @@ from recpipe.eval.protocol import EvalConfig
 
 
 def domain_summary(df: pl.DataFrame, metric_cols: list[str], domains: list[str]) -> dict:
-    """Per-domain means of the units of `df` ("metric/<domain>"), their macro average, and
-    the domains that have no unit (named: they cannot enter the macro average)."""
+    """Per-domain means of the units of `df` ("metric/<domain>"), their macro average, their
+    spread (max - min over domains: HUM's robustness claim, the "domain seesaw"), and the
+    domains that have no unit (named: they cannot enter the macro average or the spread)."""
     per = df.group_by("domain").agg([pl.col(m).mean() for m in metric_cols]).sort("domain")
     out = {}
     for row in per.iter_rows(named=True):
         out.update({f"{m}/{row['domain']}": float(row[m]) for m in metric_cols})
     out.update({f"{m}/macro": float(per[m].mean()) for m in metric_cols})
+    out.update({f"{m}/spread": float(per[m].max() - per[m].min()) for m in metric_cols})
     seen = set(per["domain"].to_list())
     missing = [d for d in domains if d not in seen]
     out["domains_without_targets"] = missing

@@ -27,7 +27,8 @@ def _protocol_title(proto: tuple) -> str:
 def _domains(methods: dict[str, list[Run]], metric: str) -> list[str]:
     pat = re.compile(rf"^test/{re.escape(metric)}/(.+)$")
     found = {m[1] for s in methods.values() for r in s for k in r.values if (m := pat.match(k))}
-    return sorted(found - {"macro"}) + (["macro"] if "macro" in found else [])
+    # macro and spread are summaries of the domains, listed after them
+    return sorted(found - {"macro", "spread"}) + [d for d in ("macro", "spread") if d in found]
 
 
 def _no_targets(methods: dict[str, list[Run]]) -> list[str]:
@@ -75,11 +76,13 @@ def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None,
             doms = _domains(methods, metric)
             if not doms:
                 continue
-            dcols = [_Column(f"test/{metric}/{d}", metric, d, tested=d != "macro") for d in doms]
+            dcols = [_Column(f"test/{metric}/{d}", metric, d, tested=d not in ("macro", "spread"))
+                     for d in doms]
             out += [f"### {metric} per domain", ""]
             names = [c.key.rsplit("/", 1)[1] for c in dcols]
             out += _table(methods, dcols, names, p, pu, notes, None)
-            out += ["", "(`macro` is the unweighted mean of the domains; it is not tested.)", ""]
+            out += ["", "(`macro` is the unweighted mean of the domains, `spread` their max - min "
+                    "(lower = more even across domains); neither is tested.)", ""]
         if details:
             out += ["### Paired tests against the best baseline", "",
                     "| method | metric | baseline | units | difference | 95 % bootstrap CI "

@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 
 from recpipe.eval.report.params import ReportParams
-from recpipe.eval.report.per_user import _PerUser
+from recpipe.eval.report.per_user import _PerUser, unit_keys
 from recpipe.eval.report.runs import Run, _cell
-from recpipe.eval.significance import KEYS, PairedResult, paired
+from recpipe.eval.significance import PairedResult, paired
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _tests(methods: dict[str, list[Run]], col: _Column, p: ReportParams, pu: _Pe
                 notes.append(f"{col.key}: no per-user values for {m!r}; not tested")
                 continue
             out[m] = paired(_on_units_of(ref_units, units, m, notes), units, col.metric,
-                            n_boot=n_boot)
+                            unit_keys(units), n_boot=n_boot)
         except ValueError as e:
             notes.append(f"{col.key}, {m!r}: {e}")
     return ref, out
@@ -58,7 +58,7 @@ def _tests(methods: dict[str, list[Run]], col: _Column, p: ReportParams, pu: _Pe
 def _on_units_of(ref, units, m: str, notes: list[str]):
     """The baseline's rows on `m`'s units when `m` scored a subset of them (a user subsample,
     e.g. an LLM stage's `eval_users`), so the test pairs the same users; one note per method."""
-    keys = list(KEYS)
+    keys = unit_keys(units)
     if units.height >= ref.height or units.join(ref, on=keys, how="anti").height:
         return ref  # not a subset: `paired` reports what differs
     head = f"{m}: scored on a subsample of the test units"

@@ -14,6 +14,12 @@ from recpipe.eval.report.runs import Run
 from recpipe.eval.significance import KEYS
 
 
+def unit_keys(df: pl.DataFrame) -> list[str]:
+    """The columns that name a unit: (uid, domain, part), and with sample-level units (HUM's,
+    several per user) also `sample`, the target's row in the split's sequences."""
+    return [*KEYS, "sample"] if "sample" in df.columns else list(KEYS)
+
+
 class _PerUser:
     """Per-user tables, read once; unit values of a method averaged over its seeds."""
 
@@ -44,9 +50,9 @@ class _PerUser:
                 df = df.filter(pl.col("domain") == domain)
             elif (df["domain"] == "all").any():
                 df = df.filter(pl.col("domain") == "all")
-            frames.append(df.select([*KEYS, pl.col(metric).cast(pl.Float64)]))
+            frames.append(df.select([*unit_keys(df), pl.col(metric).cast(pl.Float64)]))
         n = frames[0].height
-        avg = pl.concat(frames).group_by(list(KEYS)).agg(pl.col(metric).mean(),
+        avg = pl.concat(frames).group_by(unit_keys(frames[0])).agg(pl.col(metric).mean(),
                                                          pl.len().alias("_n"))
         same = all(f.height == n for f in frames) and avg.height == n
         if not same or (avg["_n"] != len(frames)).any():
