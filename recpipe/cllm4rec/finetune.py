@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from recpipe.cllm4rec.run import Setup, _throughput, build, subsample
+from recpipe.cllm4rec.run import Setup, _throughput, build
+from recpipe.train.seeds import subsample
 
 SELECTION_KS = (20, 40, 100)  # the reference's R@20 + R@40 + N@100
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recpipe.config import ParamError
+from recpipe.train.seeds import subsample
 
 
 def configure(params: dict):
@@ -41,13 +42,6 @@ def signature(p, seed: int, data, phase: str, *inputs) -> str:
     tc = (p.pretrain_params() if phase == "pretrain" else p.finetune_params()).train_config()
     return fingerprint(key, tc.resume_key(), phase, seed, data, *inputs,
                        code=("train", "llm", "cllm4rec"))
-
-
-def subsample(n: int, k: int, seed: int, salt: int) -> np.ndarray | None:
-    """k of n ids drawn with the seed (sorted), or None (k = 0 or k >= n: all)."""
-    if not k or k >= n:
-        return None
-    return np.sort(np.random.default_rng([seed, salt]).choice(n, k, replace=False))
 
 
 @dataclass

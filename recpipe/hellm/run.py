@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from recpipe.config import ParamError
+from recpipe.train.seeds import subsample
 
 
 class ExportError(ValueError):
@@ -35,13 +36,6 @@ def exports(mmhcl_dir: Path, sasrec_dir: Path, n_items: int, seed: int | None = 
                              + (" (row 0 = padding)" if what == "SASRec" else ""))
         out.append(a)
     return out[0], out[1]
-
-
-def subsample(n_users: int, k: int, seed: int, salt: int) -> np.ndarray | None:
-    """k users drawn without replacement with the seed (sorted), or None (k = 0: everyone)."""
-    if not k or k >= n_users:
-        return None
-    return np.sort(np.random.default_rng([seed, salt]).choice(n_users, k, replace=False))
 
 
 def build(p, mmhcl, sasrec, seed: int, device: str = "cpu"):

@@ -128,7 +128,9 @@ class DistBackend(Backend):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
-        return DDP(_loss_forward(model), device_ids=ids)
+        # broadcast_buffers=False: buffers that hold per-process statistics (HUM's per-domain
+        # loss sums) must not be overwritten by process 0's at every forward
+        return DDP(_loss_forward(model), device_ids=ids, broadcast_buffers=False)
 
     def loss(self, net, batch, sync: bool = True):
         with nullcontext() if sync else net.no_sync():

@@ -48,10 +48,19 @@ def _flat_optimizer(opt) -> tuple[dict, dict]:
 def model_state(model) -> dict:
     """What a checkpoint and the kept best state hold of a model: its whole state_dict, or, for
     a model with `trainable_state_only = True` (an LLM with LoRA: 2.5M trainable of 135M), only
-    the parameters that train; the frozen rest is rebuilt from the backbone on load."""
+    the parameters that train (and the buffers named by `state_buffers`); the frozen rest is
+    rebuilt from the backbone on load."""
     if getattr(model, "trainable_state_only", False):
-        return {k: p for k, p in model.named_parameters() if p.requires_grad}
+        out = {k: p for k, p in model.named_parameters() if p.requires_grad}
+        return {**out, **_kept_buffers(model)}
     return model.state_dict()
+
+
+def _kept_buffers(model) -> dict:
+    """Buffers whose names start with one of `model.state_buffers` (state that is not a
+    parameter but must survive a resume: HUM's domain weights)."""
+    keep = tuple(getattr(model, "state_buffers", ()))
+    return {k: b for k, b in model.named_buffers() if keep and k.startswith(keep)}
 
 
 def load_model_state(model, state: dict) -> None:
@@ -59,7 +68,7 @@ def load_model_state(model, state: dict) -> None:
     if not getattr(model, "trainable_state_only", False):
         model.load_state_dict(state)
         return
-    want = {k for k, p in model.named_parameters() if p.requires_grad}
+    want = {k for k, p in model.named_parameters() if p.requires_grad} | set(_kept_buffers(model))
     if set(state) != want:
         raise ValueError(f"checkpoint holds {len(state)} tensors, the model trains {len(want)}: "
                          f"e.g. {sorted(set(state) ^ want)[:3]}")

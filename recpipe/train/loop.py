@@ -20,6 +20,8 @@ runs this loop, so selection, early stopping, resume and curves mean the same ev
 What the loop needs from its arguments (duck-typed, so a model is a plain nn.Module):
     model.loss(*batch) -> loss or (loss, parts)   the batch's mean loss (a 0-d tensor)
     model.on_epoch_start()                        optional per-epoch hook (AutoCF's counter)
+    model.on_step(steps)                          optional, after each optimiser step (1-based
+                                                  count; HUM's domain-weight update)
     model.rng                                     optional numpy Generator, checkpointed
     model.batch_tokens(*batch) -> int             optional: the epoch row then has tokens_per_s,
                                                   samples_per_s and peak_mem_gb (all processes)
@@ -250,6 +252,8 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                 g.mul_(cfg.grad_accum / micro)
         be.step(opt)
         st.steps += 1
+        if hasattr(model, "on_step"):
+            model.on_step(st.steps)
         if cfg.max_steps and st.steps >= cfg.max_steps:
             st.stopped = "max_steps"
         elif over_budget():

@@ -75,3 +75,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds all CUDA devices, lazily
+
+
+def subsample(n: int, k: int, seed: int, salt: int):
+    """k of n ids drawn without replacement with (seed, salt), sorted; None when k = 0 or
+    k >= n (all). The LLM stages' CPU subsamples (training and evaluated users, samples): a
+    salt per purpose keeps the draws independent of one another."""
+    import numpy as np
+
+    if not k or k >= n:
+        return None
+    return np.sort(np.random.default_rng([seed, salt]).choice(n, k, replace=False))
