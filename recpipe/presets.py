@@ -76,6 +76,8 @@ PRESETS: dict[str, Preset] = {
                       "split.user_core": 0,
                       "split.item_core": 0,
                       "eval.preset": "hum",
+                      # one sample per held-out interaction, for every model (hum.md 7)
+                      "eval.average": "samples",
                   }),
 }
 

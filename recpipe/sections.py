@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "mmhcl": "recpipe.hypergraph.params:MMHCLParams",
     "hellm": "recpipe.hellm.params:HeLLMParams",
     "cllm4rec": "recpipe.cllm4rec.params:CLLM4RecParams",
+    "hum": "recpipe.hum.params:HUMParams",
     "report": "recpipe.eval.report:ReportParams",
 }
 SCALARS = ("seed",)  # top-level keys that are values, not sections (recpipe.train.seeds)

@@ -33,14 +33,15 @@ def test_declared_metrics_are_the_headline_files_of_the_stages(dvc_yaml):
     assert sorted(dvc_yaml["metrics"]) == sorted(written)
     assert sorted(dvc_yaml["metrics"]) == sorted(
         f"metrics/{n}.json" for n in ("dataset", "profile", "embed", "pop", "itemknn", "ease",
-                                      "bprmf", "graph", "sasrec", "mmhcl", "hellm", "cllm4rec"))
+                                      "bprmf", "graph", "sasrec", "mmhcl", "hellm", "cllm4rec",
+                                      "hum"))
     # the full files live in the stages' own (cached) folders, declared as outs
     for stage, folder in [("ingest", "data/interim"), ("split", "data/processed"),
                           ("profile", "data/profiles"), ("embed", "models/embeddings"),
                           ("baselines@pop", "models/baselines/pop"), ("graph", "models/graph"),
                           ("sasrec", "models/sasrec"), ("mmhcl", "models/mmhcl"),
                           ("hellm", "models/hellm"), ("cllm4rec_pretrain", "models/cllm4rec_pretrain"),
-                          ("cllm4rec_finetune", "models/cllm4rec")]:
+                          ("cllm4rec_finetune", "models/cllm4rec"), ("hum", "models/hum")]:
         assert folder in outs[stage], stage
     assert "--metrics data/interim/metrics.json" in dvc_yaml["stages"]["ingest"]["cmd"]
 

@@ -52,6 +52,9 @@ SMALL = {
     "cllm4rec": {"model": "tiny-gpt2", "users": 10, "eval_users": 10},
     "cllm4rec.pretrain.train": {"max_steps": 2},
     "cllm4rec.finetune.train": {"max_steps": 2},
+    # HUM on the random tiny-qwen2 (its stage and resume run in tests/test_hum.py)
+    "hum": {"model": "tiny-qwen2", "train_samples": 16, "eval_users": 10},
+    "hum.train": {"epochs": 1, "max_steps": 2},
     "profile": {"max_new_tokens": 24, "max_retries": 0},
 }
 # README placeholder -> folder under ../shared/data (and scale flags appended for that data)
@@ -63,6 +66,10 @@ DATA = {
     "/data/s3rec": ("s3rec_seq", " -S split.sample_users=0.3"),
     # a 999-review sample: no user has 5 reviews, so the default 5-core would leave nothing
     "/data/yelp": ("yelp_raw_sample", " -S split.user_core=0 -S split.item_core=0"),
+    # Amazon 2023, 23 categories (177 users, 1,625 reviews): HUM's cross-domain protocol
+    "/data/amazon23": ("amazon2023_multicat_sample", ""),
+    # 9,577 users of Arts + Office: a seeded 1 % of them (each evaluation encodes every item)
+    "/data/cdsr": ("cdsr_arts_office", " -S split.sample_users=0.01"),
 }
 
 
@@ -123,6 +130,34 @@ def ids_only_release_runs_every_stage(repo: Path, res) -> None:
         assert row in board, row
 
 
+def hum_protocol_scores_every_model_per_domain(repo: Path, res) -> None:
+    """README "Your own data": under the `hum` preset on Amazon 2023 categories, every model
+    is scored on the same per-interaction samples, per domain with macro and spread, and the
+    leaderboard has the per-domain tables."""
+    assert json.loads((repo / "data" / "processed" / "metrics.json").read_text())[
+        "split/temporal_by"] == "time"
+    for folder in ("hum", "baselines/pop", "graph", "sasrec"):
+        m = json.loads((repo / "models" / folder / "metrics.json").read_text())
+        assert m["preset"] == "hum" and 0 <= m["test/recall@10"] <= 1, folder
+        assert "test/recall@10/macro" in m and "test/ndcg@10/spread" in m, folder
+        assert len([k for k in m if k.startswith("test/recall@10/")]) > 5, folder
+    import polars as pl
+
+    assert "sample" in pl.read_parquet(repo / "models" / "baselines" / "pop" / "per_user.parquet").columns
+    board = (repo / "reports" / "leaderboard.md").read_text()
+    assert "## Preset `hum`" in board and "### recall@10 per domain" in board and "| hum |" in board
+
+
+def hum_runs_on_a_cross_domain_release(repo: Path, res) -> None:
+    """The cdsr release has positions, not times: the temporal split goes per user, and HUM is
+    scored in both domains (each user's last position holds one target per domain)."""
+    split = json.loads((repo / "data" / "processed" / "metrics.json").read_text())
+    assert split["split/temporal_by"] == "position" and split["ts_kind"] == "position"
+    m = json.loads((repo / "models" / "hum" / "metrics.json").read_text())
+    assert {"test/recall@10/A", "test/recall@10/O"} <= set(m) and m["preset"] == "hum"
+    assert "Running stage 'graph'" not in res.stdout  # only what `hum` needs
+
+
 RULES = [
     # CI time (20 min in all, 2 cores): commands whose every stage and path another README
     # command or a test runs are excused, each saying which one does
@@ -175,6 +210,16 @@ RULES = [
     Rule(r"dvc exp run -S dataset\.format=rlmrec -S dataset\.path=/data/rlmrec/amazon "
          r"-S split\.protocol=rlmrec -S graph\.align=none", needs_shared=True,
          check=ids_only_release_runs_every_stage),
+    Rule(r"dvc exp run hum -S hum\.domain_weights=false",
+         why="tests/test_hum.py runs the stage without domain weights (the ablation row's "
+             "metrics); the cdsr command runs `dvc exp run hum` through DVC"),
+    Rule(r"dvc exp run hum -S hum\.mode=parity",
+         why="tests/test_hum.py checks parity's false negatives and weights; the ablation "
+             "command beside it runs the hum stage through DVC"),
+    Rule(r"dvc exp run \$\(recpipe preset hum\) -S dataset\.format=amazon2023 -S dataset\.path=\S+",
+         needs_shared=True, check=hum_protocol_scores_every_model_per_domain),
+    Rule(r"dvc exp run hum \$\(recpipe preset hum\) -S dataset\.format=cdsr -S dataset\.path=\S+",
+         needs_shared=True, check=hum_runs_on_a_cross_domain_release),
     Rule(r"dvc exp run .*-S dataset\.path=\S+.*", needs_shared=True),
     Rule(r"dvc exp run \$\(recpipe preset rlmrec-release\) -S dataset\.path=<folder with trn_mat\.pkl \.\.\.> .*",
          needs_shared=True),

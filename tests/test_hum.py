@@ -1,0 +1,275 @@
+"""HUM (recpipe/hum, stage `hum`): texts and the <|emb|> layout, samples and the split rules,
+negatives, the domain-weight update against a hand-computed step, the masking enhancer,
+pooling at <|emb|>, the stage end to end under the `hum` preset and a resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from conftest import ROOT, stage  # noqa: E402
+from test_train_loop import _ckpt_loop  # noqa: E402
+
+from recpipe.config import ParamError, parse  # noqa: E402
+from recpipe.hum.params import PROMPT, HUMParams  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory):
+    """The synthetic three-domain sample (200 users, 150 items, titles), split by HUM's
+    global temporal protocol: a processed folder and its view."""
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.data.sample import SampleConfig, generate
+    from recpipe.data.view import load_view
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    d = tmp_path_factory.mktemp("hum")
+    generate(SampleConfig(n_users=200, n_items=150, reviews_per_user_mean=10.0, seed=3), d / "raw")
+    ingest(DatasetParams(path=str(d / "raw")), IngestParams(), d / "interim")
+    split = {"protocol": "temporal", "user_core": 0, "item_core": 0}
+    build(d / "interim", d / "processed", parse(SplitParams, split, prefix="split"), 3)
+    return d / "processed", load_view(d / "processed")
+
+
+def tiny(name="tiny-qwen2"):
+    from recpipe.hum.params import EMB_TOKEN
+    from recpipe.llm.backbone import load_backbone
+    from recpipe.llm.tokens import special_id
+
+    lm, tok = load_backbone(name, device="cpu", dtype="float32", seed=0)
+    n = len(tok)
+    emb = special_id(tok, EMB_TOKEN, add=True, model=lm)
+    return lm, tok, emb, n
+
+
+def test_the_emb_token_is_looked_up_and_sequences_follow_the_reference_layout():
+    from recpipe.hum.data import Texts
+
+    lm, tok, emb, n = tiny()
+    assert emb == n and lm.get_input_embeddings().num_embeddings == n + 1  # added, not assumed
+    t = Texts(tok, ["Red Kettle", "", "word " * 80], title_tokens=20, emb_id=emb)
+    prompt = tok(PROMPT, add_special_tokens=False)["input_ids"]
+    assert t.prompt == prompt and t.item_len == 20 + len(prompt)
+    assert t.item(0) == prompt + tok("Red Kettle; ", add_special_tokens=False)["input_ids"] + [emb, t.eos]
+    assert t.titles[1] == tok("None; ", add_special_tokens=False)["input_ids"]  # the "None; " rule
+    long = t.item(2)  # F - 2 tokens, then <|emb|> and eos: the fixed length F
+    assert len(long) == t.item_len and long[-2:] == [emb, t.eos] and long[:len(prompt)] == prompt
+    user = t.user(np.array([0, 2]))
+    assert user == prompt + t.titles[0] + t.titles[2] + [emb, t.eos]  # oldest first, no cut
+    ids, mask = t.pad([t.item(0), user])
+    assert (ids[np.arange(2), mask.sum(1) - 2] == emb).all()  # <|emb|> at sum(mask) - 2
+    assert (ids[0, mask[0] == 0] == t.eos).all()  # right-padded with eos
+
+
+def test_the_embedding_is_the_emb_state_whatever_the_padding():
+    from recpipe.hum.data import Texts
+    from recpipe.hum.model import HUM
+    from recpipe.llm.scoring import decoder
+
+    lm, tok, emb, _ = tiny()
+    t = Texts(tok, ["a b c", "a much longer title with many words"], 42, emb)
+    model = HUM(lm, emb).eval()
+    seqs = [t.item(0), t.item(1)]
+    ids, mask = t.pad(seqs)
+    with torch.no_grad():
+        both = model.encode(torch.from_numpy(ids), torch.from_numpy(mask))
+        for r, s in enumerate(seqs):  # each alone, unpadded: the state at <|emb|>
+            h = decoder(lm)(input_ids=torch.tensor([s])).last_hidden_state[0, len(s) - 2]
+            assert torch.allclose(both[r], h, atol=1e-5)
+        assert torch.allclose(model.encode_all(seqs[::-1], t.pad, 1, "cpu"), both.flip(0), atol=1e-5)
+
+
+def test_training_samples_never_see_their_target_or_a_held_out_item(temporal):
+    from recpipe.hum.data import histories, training_samples
+
+    _, data = temporal
+    uid, pos = training_samples(data)
+    seqs = data.sequences(("train",))
+    assert len(uid) == data.train.nnz - (np.diff(seqs.indptr) > 0).sum()  # all but each first
+    assert (pos != seqs.indptr[uid]).all()  # a user's first interaction is never a target
+    hist = histories(seqs, uid, pos, 10)
+    assert all(0 < len(h) <= 10 for h in hist)
+    held = data.valid + data.test
+    for u, p, h in zip(uid[:500], pos[:500], hist[:500]):
+        assert seqs.items[p] not in h
+        assert not held[u, h].sum()  # histories are training items only
+    assert (seqs.ts[pos] >= [seqs.ts[p - 1] for p in pos]).all()  # time order
+
+
+def test_negatives_stay_in_the_target_domain_and_clean_mode_never_draws_the_target(temporal):
+    from recpipe.hum.data import Texts
+    from recpipe.hum.run import HUMBatches
+
+    _, data = temporal
+    _, tok, emb, _ = tiny()
+    texts = Texts(tok, data.item_titles, 42, emb)
+    hits = {}
+    for mode in ("clean", "parity"):
+        p = parse(HUMParams, {"model": "tiny-qwen2", "mode": mode, "negatives": 40}, prefix="hum")
+        b = HUMBatches(data, texts, p, 16, seed=1)
+        rows = np.arange(16)
+        _, _, i_ids, _, cand, dom = b.batch(rows)
+        assert cand.shape == (16, 41) and len(i_ids) == len(np.unique(cand)) == cand.max() + 1
+        assert dom.tolist() == b.domain[rows].tolist()
+        for r in rows:  # column 0 is the target's own text
+            want = texts.item(b.target[r])
+            assert i_ids[cand[r, 0], :len(want)].tolist() == want
+        # every sample's 40 draws at once: in the target's domain, the target only in parity
+        neg = b.sampler.draw(np.repeat(b.uid, 40), sets=np.repeat(b.domain, 40),
+                             targets=np.repeat(b.target, 40) if mode == "clean" else None)
+        neg = neg.reshape(-1, 40)
+        assert (data.item_domain[neg] == b.domain[:, None]).all()
+        train_items = np.unique(data.train.indices)
+        assert np.isin(neg, train_items).all()  # items that occur in training
+        hits[mode] = int((neg == b.target[:, None]).sum())
+    assert hits["clean"] == 0 and hits["parity"] > 0  # the reference's false negatives
+
+
+def test_domain_weights_update_as_computed_by_hand():
+    from recpipe.hum.domains import DomainWeights
+
+    w = DomainWeights(3, eta=0.5, temperature=2.0, interval=2, start="uniform", sync=True).train()
+    losses = torch.tensor([1.0, 3.0, 2.0, 4.0], requires_grad=True)
+    dom = torch.tensor([0, 0, 1, 0])
+    total = w.combine(losses, dom)  # 1/3 * mean(1, 3, 4) + 1/3 * 2 + 0 (domain 2 absent)
+    assert total.item() == pytest.approx((8 / 3 + 2) / 3)
+    total.backward()
+    assert losses.grad.tolist() == pytest.approx([1 / 9, 1 / 9, 1 / 3, 1 / 9])  # w detached
+    w.on_step(1)  # not yet: every 2 steps
+    assert w.w.tolist() == pytest.approx([1 / 3] * 3)
+    w.combine(torch.tensor([5.0]), torch.tensor([1]))
+    w.on_step(2)  # window means: d0 (1+3+4)/3, d1 (2+5)/2, d2 unseen -> 0
+    raw = np.array([np.exp(0.5 * (8 / 3) / 2), np.exp(0.5 * 3.5 / 2), 1.0]) / 3
+    assert w.w.tolist() == pytest.approx((raw / raw.sum()).tolist())
+    assert w.count.sum() == 0 and w.loss_sum.sum() == 0  # the window starts again
+    w.eval()
+    w.combine(torch.tensor([9.0]), torch.tensor([2]))
+    assert w.count.sum() == 0  # evaluation is never counted
+    parity = DomainWeights(3, start="ones")
+    assert parity.w.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_masking_enhancer_drops_only_target_domain_items_of_mixed_histories():
+    from recpipe.hum.data import mask_history
+
+    rng = np.random.default_rng(0)
+    hist, dom = np.arange(200), np.tile([0, 1], 100)
+    kept = mask_history(hist, dom, 0, 0.5, rng)
+    assert set(hist[dom == 1]) <= set(kept)  # other domains untouched
+    assert 30 < (dom[kept] == 0).sum() < 70  # about half of the target domain's items
+    same = np.zeros(50, int)
+    assert len(mask_history(np.arange(50), same, 0, 0.9, rng)) == 50  # one domain: never
+    assert len(mask_history(hist, dom, 0, 0.0, rng)) == 200
+
+
+def test_bad_params_name_the_key():
+    with pytest.raises(ParamError, match="hum.mask_ratio"):
+        parse(HUMParams, {"mask_ratio": 1.0}, prefix="hum")
+    with pytest.raises(ParamError, match="hum.mode"):
+        parse(HUMParams, {"mode": "fast"}, prefix="hum")
+    with pytest.raises(ParamError, match="hum.train.lr"):
+        parse(HUMParams, {"train": {"lr": 0}}, prefix="hum")
+
+
+def stage_args(tmp_path, processed, name="run", eval_=None, **hum):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["hum"].update({"model": "tiny-qwen2", "device": "cpu", "train_samples": 48,
+                          "eval_users": 30, "dro_interval": 2, **hum})
+    params["hum"]["train"].update({"epochs": 2, "batch_size": 8, "save_every": 2})
+    params["eval"] = eval_ or {"preset": "hum", "average": "samples"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return ["--params", str(tmp_path / "params.yaml"), "--processed", str(processed),
+            "--out", str(tmp_path / name), "--metrics", str(tmp_path / f"{name}.json"),
+            "--plots", str(tmp_path / f"plots_{name}")]
+
+
+def test_stage_ranks_every_held_out_interaction_within_its_domain(temporal, tmp_path):
+    processed, data = temporal
+    assert stage("hum").main(stage_args(tmp_path, processed)) == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["model"] == "hum" and m["preset"] == "hum" and m["train_samples"] == 48
+    assert m["steps"] == 12  # 48 samples / 8 per step x 2 epochs
+    for d in data.domains:  # per-domain tables, their macro average and spread
+        assert 0 <= m[f"test/recall@10/{d}"] <= 1
+    assert "test/recall@10/macro" in m and "test/ndcg@5/spread" in m
+    weights = [m[f"domain_weight/{d}"] for d in data.domains]
+    assert sum(weights) == pytest.approx(1) and len(set(weights)) == 3  # updated every 2 steps
+    from recpipe.eval.samples import Samples
+
+    users = np.unique(Samples.per_interaction(data, "test").uid)
+    assert m["test/units"] == len(Samples.per_interaction(
+        data, "test", users=np.sort(np.random.default_rng([2023, 2]).choice(data.n_users, 30, replace=False)))
+        .uid) and len(users) > 0
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    # the ablation row: no domain weights
+    assert stage("hum").main(stage_args(tmp_path, processed, "plain", domain_weights=False)) == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert not any(k.startswith("domain_weight/") for k in plain) and not plain["domain_weights"]
+
+
+def test_a_killed_stage_resumes_mid_epoch_to_the_uninterrupted_result(temporal, tmp_path):
+    """LoRA, optimizer, RNG, batch position and the domain weights come back."""
+    processed, _ = temporal
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "stages" / "hum.py")
+    subprocess.run([sys.executable, script, *stage_args(tmp_path, processed, "full")], env=env,
+                   check=True, timeout=300, capture_output=True)
+    killed = stage_args(tmp_path, processed, "killed")
+    ckpt = tmp_path / "killed" / "ckpt"
+    proc = subprocess.Popen([sys.executable, script, *killed], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (_ckpt_loop(ckpt).get("epoch") == 1 and _ckpt_loop(ckpt).get("pos", 0) >= 2) \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the stage ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run([sys.executable, script, *killed], env=env, check=True, timeout=300,
+                          capture_output=True, text=True)
+    assert f"resumed from {ckpt}" in done.stdout
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "killed"))
+    assert a["steps"] == b["steps"]
+    for k in a:
+        if k.startswith(("domain_weight/", "test/recall", "valid/recall")):
+            assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+    assert {k for k in a if k.startswith("domain_weight/")}  # weights were compared
+
+
+def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:
+    script = str(ROOT / "tests" / "fixtures" / "hum_ddp.py")
+    cmd = [sys.executable, script, str(processed), str(out), str(grad_accum)]
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", *cmd[1:]]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env.pop("LOCAL_RANK", None)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads((out / "fit.json").read_text())
+
+
+def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(temporal, tmp_path):
+    """2 gloo processes (grad_accum 1) and 1 process (grad_accum 2): the per-domain sums are
+    all-reduced before each update, so weights and losses agree to 1e-5."""
+    processed, _ = temporal
+    one = _ddp_run(processed, tmp_path / "one", grad_accum=2)
+    two = _ddp_run(processed, tmp_path / "two", grad_accum=1, processes=2)
+    assert (one["world"], two["world"]) == (1, 2) and one["steps"] == two["steps"] == 4
+    assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
+    assert one["weights"] == pytest.approx(two["weights"], rel=1e-5, abs=1e-7)
+    assert len(set(one["weights"])) == 3  # they did move (two updates)
