@@ -273,3 +273,26 @@ def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(
     assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
     assert one["weights"] == pytest.approx(two["weights"], rel=1e-5, abs=1e-7)
     assert len(set(one["weights"])) == 3  # they did move (two updates)
+
+
+def test_minilm_is_a_real_bidirectional_encoder_option(temporal):
+    """hum.model=minilm: the real all-MiniLM-L6-v2 (offline), <|emb|> added to its wordpiece
+    vocabulary, [SEP] closing each text, LoRA on its attention; a training step moves LoRA."""
+    from recpipe.hum.run import HUMBatches, build
+
+    _, data = temporal
+    p = parse(HUMParams, {"model": "minilm", "device": "cpu", "negatives": 3}, prefix="hum")
+    model, opt, texts = build(p, data, 1, "cpu")
+    tok_names = {n for n, q in model.named_parameters() if q.requires_grad}
+    assert tok_names and all("lora_" in n for n in tok_names)
+    assert any("attention.self.query" in n for n in tok_names)
+    assert texts.eos == 102 and texts.emb == 30522  # [SEP]; the first id past the vocabulary
+    batch = [torch.from_numpy(x) for x in HUMBatches(data, texts, p, 4, seed=1).batch(np.arange(4))]
+    model.train()
+    before = {n: q.detach().clone() for n, q in model.named_parameters() if q.requires_grad}
+    loss = model.loss(*batch)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and any(not torch.equal(before[n], q) for n, q in
+                                        model.named_parameters() if q.requires_grad)
+    assert model.encode(batch[0], batch[1]).shape == (4, 384)

@@ -29,8 +29,9 @@ class Texts:
         ids = tokenizer(pieces, add_special_tokens=False)["input_ids"]
         self.titles = [x[:title_tokens] for x in ids]
         self.emb = emb_id
-        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None \
-            else tokenizer.pad_token_id
+        # the text's closing token: EOS, or an encoder's [SEP]
+        self.eos = next(t for t in (tokenizer.eos_token_id, tokenizer.sep_token_id,
+                                    tokenizer.pad_token_id) if t is not None)
         self.item_len = title_tokens + len(self.prompt)  # F: the fixed item length
 
     def item(self, i: int) -> list[int]:

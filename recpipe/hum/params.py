@@ -38,7 +38,8 @@ TRAIN_DEFAULTS = {"lr": 5e-5, "batch_size": 8, "epochs": 50, "eval_every": 1, "p
 
 @dataclass
 class HUMParams:
-    # the encoder LM: smollm2-135m (real, offline) | tiny-qwen2 | tiny-llama | tiny-gpt2 (random,
+    # the encoder LM: smollm2-135m (real, offline) | minilm (the real all-MiniLM-L6-v2, a
+    # bidirectional encoder: a fast CPU run) | tiny-qwen2 | tiny-llama | tiny-gpt2 (random,
     # tests only) | a Hugging Face id or local folder (the paper: Qwen/Qwen2.5-1.5B)
     model: str = "smollm2-135m"
     # auto (bf16 on a GPU that supports it, else float32) | float32 | bfloat16 | float16
@@ -93,10 +94,11 @@ class HUMParams:
     train: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from recpipe.llm.backbone import ATTN, check_name
+        from recpipe.llm.backbone import ATTN, ENCODERS, check_name
         from recpipe.train.device import check_device
 
-        check_name(self.model, "hum.model")
+        if self.model not in ENCODERS:
+            check_name(self.model, "hum.model")
         check_device(self.device, "hum.device")
         if self.attn not in ATTN:
             raise ParamError(f"hum.attn: {self.attn!r} is not allowed; choose {', '.join(ATTN)}")

@@ -28,16 +28,21 @@ def build(p, data, seed: int, device: str = "cpu"):
     from recpipe.hum.domains import DomainWeights
     from recpipe.hum.model import HUM
     from recpipe.hum.params import EMB_TOKEN
-    from recpipe.llm.backbone import load_backbone
+    from recpipe.llm.backbone import ENCODERS, load_backbone, load_encoder
     from recpipe.llm.lora import apply_lora
     from recpipe.llm.tokens import special_id
     from recpipe.train.seeds import seed_everything
 
-    lm, tok = load_backbone(p.model, device=device, dtype=p.dtype, attn=p.attn,
-                            gradient_checkpointing=p.gradient_checkpointing, seed=seed, key="hum")
+    encoder = p.model in ENCODERS  # a bidirectional encoder (MiniLM) instead of a causal LM
+    if encoder:
+        lm, tok = load_encoder(p.model, device=device, dtype=p.dtype, key="hum")
+    else:
+        lm, tok = load_backbone(p.model, device=device, dtype=p.dtype, attn=p.attn, seed=seed,
+                                gradient_checkpointing=p.gradient_checkpointing, key="hum")
     emb = special_id(tok, EMB_TOKEN, add=True, model=lm)  # looked up, or added: never hard-coded
     seed_everything(seed)  # LoRA's A init draws from it
-    lm = apply_lora(lm, p.lora_params(), key="hum.lora")
+    lm = apply_lora(lm, p.lora_params(), key="hum.lora",
+                    task_type="FEATURE_EXTRACTION" if encoder else "CAUSAL_LM")
     parity = p.mode == "parity"
     weights = None
     if p.domain_weights:

