@@ -222,13 +222,14 @@ def test_stage_ranks_every_held_out_interaction_within_its_domain(temporal, tmp_
 
 
 def test_a_killed_stage_resumes_mid_epoch_to_the_uninterrupted_result(temporal, tmp_path):
-    """LoRA, optimizer, RNG, batch position and the domain weights come back."""
+    """LoRA, optimizer, RNG, batch position and the domain weights come back. Parity mode,
+    whose weights reset at each epoch's start: a resume inside an epoch must not reset them."""
     processed, _ = temporal
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     script = str(ROOT / "stages" / "hum.py")
-    subprocess.run([sys.executable, script, *stage_args(tmp_path, processed, "full")], env=env,
-                   check=True, timeout=300, capture_output=True)
-    killed = stage_args(tmp_path, processed, "killed")
+    subprocess.run([sys.executable, script, *stage_args(tmp_path, processed, "full", mode="parity")],
+                   env=env, check=True, timeout=300, capture_output=True)
+    killed = stage_args(tmp_path, processed, "killed", mode="parity")
     ckpt = tmp_path / "killed" / "ckpt"
     proc = subprocess.Popen([sys.executable, script, *killed], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -244,10 +245,18 @@ def test_a_killed_stage_resumes_mid_epoch_to_the_uninterrupted_result(temporal, 
     assert f"resumed from {ckpt}" in done.stdout
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("full", "killed"))
     assert a["steps"] == b["steps"]
-    for k in a:
+    for k in a:  # the kept (best validated) state
         if k.startswith(("domain_weight/", "test/recall", "valid/recall")):
             assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
     assert {k for k in a if k.startswith("domain_weight/")}  # weights were compared
+    # the last state too (the kept one may be epoch 0's): LoRA and the domain weights
+    from safetensors.torch import load_file
+
+    last_a, last_b = (load_file(str(tmp_path / n / "ckpt.safetensors")) for n in ("full", "killed"))
+    keys = [k for k in last_a if k.startswith("model.")]
+    assert "model.weights.w" in keys and any("lora_B" in k for k in keys)
+    for k in keys:
+        assert torch.allclose(last_a[k], last_b[k], rtol=1e-6, atol=1e-8), k
 
 
 def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:

@@ -19,7 +19,8 @@ runs this loop, so selection, early stopping, resume and curves mean the same ev
 
 What the loop needs from its arguments (duck-typed, so a model is a plain nn.Module):
     model.loss(*batch) -> loss or (loss, parts)   the batch's mean loss (a 0-d tensor)
-    model.on_epoch_start()                        optional per-epoch hook (AutoCF's counter)
+    model.on_epoch_start()                        optional per-epoch hook (AutoCF's counter;
+                                                  not called when resuming inside an epoch)
     model.on_step(steps)                          optional, after each optimiser step (1-based
                                                   count; HUM's domain-weight update)
     model.rng                                     optional numpy Generator, checkpointed
@@ -272,8 +273,8 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     bar = tqdm(range(st.epoch, cfg.epochs), desc=desc, leave=False, mininterval=1.0, **quiet)
     for epoch in bar:
         net.train()
-        if hasattr(model, "on_epoch_start"):
-            model.on_epoch_start()
+        if hasattr(model, "on_epoch_start") and not st.pos:  # a mid-epoch resume: the
+            model.on_epoch_start()  # checkpoint holds the state the epoch's start had set
         t0, total, n, pending = time.perf_counter(), st.part_loss, st.part_n, 0
         tokens = samples = 0
         skip, st.pos, st.part_loss, st.part_n = st.pos, 0, 0.0, 0
