@@ -37,7 +37,9 @@ class HUM(nn.Module):
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, H) float32: the hidden state at <|emb|> of each right-padded row (B, T)."""
-        h = decoder(self.lm)(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
+        # use_cache=False: no key/value cache is built (nothing is generated)
+        h = decoder(self.lm)(input_ids=ids, attention_mask=mask,
+                             use_cache=False).last_hidden_state  # (B, T, H)
         at = mask.sum(-1) - 2  # <|emb|> is the last real token but one (eos closes the text)
         return h[torch.arange(len(ids), device=ids.device), at].float()
 
