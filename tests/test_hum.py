@@ -305,3 +305,27 @@ def test_minilm_is_a_real_bidirectional_encoder_option(temporal):
     assert torch.isfinite(loss) and any(not torch.equal(before[n], q) for n, q in
                                         model.named_parameters() if q.requires_grad)
     assert model.encode(batch[0], batch[1]).shape == (4, 384)
+
+
+def test_baselines_are_scored_on_hums_samples_under_its_preset(temporal, tmp_path, monkeypatch):
+    """The `hum` preset (eval.average=samples): MostPopular and BPR-MF, through their stage,
+    rank every held-out interaction within its domain, as HUM does; the per-unit tables carry
+    the sample ids the report pairs on."""
+    import polars as pl
+
+    from recpipe.eval.samples import Samples
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    processed, data = temporal
+    params = {"seed": 2023, "eval": {"preset": "hum", "average": "samples"},
+              "baselines": {"models": ["pop", "bprmf"], "device": "cpu",
+                            "bprmf": {"train": {"epochs": 2, "eval_every": 1}}}}
+    stage("baselines").run(params, processed, tmp_path / "metrics", tmp_path / "models")
+    want = Samples.per_interaction(data, "test", by_domain=True)
+    for name in ("pop", "bprmf"):
+        m = json.loads((tmp_path / "models" / name / "metrics.json").read_text())
+        assert m["preset"] == "hum" and m["test/units"] == want.n, name
+        assert {f"test/recall@10/{d}" for d in data.domains} | {"test/recall@10/spread"} <= set(m)
+        rows = pl.read_parquet(tmp_path / "models" / name / "per_user.parquet").filter(
+            pl.col("part") == "test")
+        assert sorted(rows["sample"]) == sorted(want.pos.tolist())
