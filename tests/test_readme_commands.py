@@ -197,12 +197,13 @@ RULES = [
     Rule(r"open reports/\*\.png", why="`open` is a desktop viewer; test_default_outputs checks the PNGs"),
     Rule(r"python benchmarks/rlmrec_grid\.py .*"),
     Rule(r"dvc exp run --queue -S 'graph\.align=none,con,gen' && dvc queue start -j 2",
-         why="the 18-cell queue below runs these three cells (lightgcn x none, con, gen) the "
-             "same way; test_pipeline_dvc runs graph.align=gen as a single experiment"),
+         why="CI time (21.7 min with it): test_pipeline_dvc runs graph.align=gen as an "
+             "experiment; the queue adds only DVC's own scheduling of the same runs"),
     # one backbone of the six: the queue works the same for 3 cells as for 18 (~150 s less);
     # every backbone x alignment trains in the rlmrec_grid command of the same README block
     Rule(r"dvc exp run --queue -S 'graph\.model=[a-z,]+' -S 'graph\.align=none,con,gen' && dvc queue start -j 2",
-         queue=3),
+         why="CI time (21.7 min with it): every backbone x alignment trains in the rlmrec_grid "
+             "command of the same block; test_pipeline_dvc runs a graph experiment", queue=3),
     Rule(r"dvc exp run -S dataset\.format=rlmrec -S dataset\.path=/data/rlmrec/amazon "
          r"-S split\.protocol=rlmrec -S graph\.align=none", needs_shared=True,
          check=ids_only_release_runs_every_stage),
@@ -219,6 +220,9 @@ RULES = [
     Rule(r"dvc exp run hum \$\(recpipe preset hum\) -S dataset\.format=amazon2023 -S dataset\.path=\S+",
          needs_shared=True, check=hum_runs_on_amazon2023_categories),
     Rule(r"dvc exp run hum \$\(recpipe preset hum\) -S dataset\.format=cdsr -S dataset\.path=\S+",
+         why="CI time: tests/test_reader_cdsr.py runs the ingest and split stages on the "
+             "release's layout (per-user position split), tests/test_hum.py the hum stage, and "
+             "the Amazon 2023 command `dvc exp run hum` through DVC on real data",
          needs_shared=True, check=hum_runs_on_a_cross_domain_release),
     Rule(r"dvc exp run .*-S dataset\.path=\S+.*", needs_shared=True),
     Rule(r"dvc exp run \$\(recpipe preset rlmrec-release\) -S dataset\.path=<folder with trn_mat\.pkl \.\.\.> .*",
