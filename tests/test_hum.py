@@ -263,9 +263,11 @@ def test_a_killed_stage_resumes_mid_epoch_to_the_uninterrupted_result(temporal, 
 def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:
     script = str(ROOT / "tests" / "fixtures" / "hum_ddp.py")
     cmd = [sys.executable, script, str(processed), str(out), str(grad_accum)]
-    if processes > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={processes}", *cmd[1:]]
+    if processes > 1:  # `accelerate launch` as a user types it; no GPU here, so CPU processes
+        # joined over gloo (port 0: a free one, so runs beside this never collide)
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               f"--num_processes={processes}", "--num_machines=1", "--main_process_port=0",
+               "--mixed_precision=no", "--dynamo_backend=no", *cmd[1:]]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     env.pop("LOCAL_RANK", None)
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
@@ -274,8 +276,9 @@ def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:
 
 
 def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(temporal, tmp_path):
-    """2 gloo processes (grad_accum 1) and 1 process (grad_accum 2): the per-domain sums are
-    all-reduced before each update, so weights and losses agree to 1e-5."""
+    """2 gloo processes under `accelerate launch` (grad_accum 1) and 1 process (grad_accum 2):
+    the per-domain sums are all-reduced before each update, so weights and losses agree to
+    1e-5."""
     processed, _ = temporal
     one = _ddp_run(processed, tmp_path / "one", grad_accum=2)
     two = _ddp_run(processed, tmp_path / "two", grad_accum=1, processes=2)
