@@ -78,6 +78,8 @@ PRESETS: dict[str, Preset] = {
                       "eval.preset": "hum",
                       # one sample per held-out interaction, for every model (hum.md 7)
                       "eval.average": "samples",
+                      # the single-domain rows of the seesaw comparison (hum.md 7)
+                      "baselines.single_domain": ["itemknn", "bprmf"],
                   }),
 }
 

@@ -12,6 +12,11 @@ for BPR-MF, its training curve in `curves/` (dvclive, shown by `dvc plots`); and
 Models without a training curve (pop, itemknn, ease) write no curve folder. TQDM_DISABLE=1
 hides the progress bar.
 
+`baselines.single_domain: [bprmf]` adds `bprmf-single` (`--model bprmf-single`): one BPR-MF
+per domain, each on its domain alone, every unit ranked by its target domain's model (the
+single-domain rows of HUM's seesaw comparison; it needs eval.candidates=target_domain, the
+`hum` preset; recpipe/baselines/single_domain.py).
+
 `baselines.seeds: [1, 2, 3]` runs every model once per seed: each seed's metrics, per-user
 table and curve go to a `seed<k>/` folder inside the model's folder, and its `metrics.json`
 holds the mean with a `_std` beside each metric (recpipe/eval/seeds.py). `[]` = one run with
@@ -33,7 +38,10 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
         only: list[str] | None = None) -> dict[str, dict]:
     """Fit and evaluate the configured baselines (or just `only`), once per seed of
     `baselines.seeds`; return {name: its full metrics (models_dir/<name>/metrics.json)}."""
+    from functools import partial
+
     from recpipe.baselines import MODELS, BaselinesParams
+    from recpipe.baselines.single_domain import SUFFIX, SingleDomain
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
     from recpipe.eval.protocol import resolve
@@ -47,23 +55,26 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     seeds = parse_seeds(cfg.seeds, top_seed(params), "baselines.seeds")
     ecfg = resolve(params.get("eval"))
     for name in only or []:
-        if name not in MODELS:
-            raise ParamError(f"--model {name!r}: unknown baseline; choose from {', '.join(MODELS)}")
+        if name.removesuffix(SUFFIX) not in MODELS:
+            raise ParamError(f"--model {name!r}: unknown baseline; choose from {', '.join(MODELS)} "
+                             f"(or <name>{SUFFIX}: one model per domain)")
     device = pick_device(cfg.device)
     data = load_split(processed)
     print(f"baselines: {data.n_users:,} users x {data.n_items:,} items, eval preset "
           f"{ecfg.preset}, device {device}, seed{'s' if len(seeds) > 1 else ''} "
           f"{', '.join(map(str, seeds))}", flush=True)
     out = {}
-    for name in only or cfg.models:
+    for name in only or [*cfg.models, *(m + SUFFIX for m in cfg.single_domain)]:
+        base = name.removesuffix(SUFFIX)  # bprmf-single: one BPR-MF per domain
         write_hparams(models_dir / name / "hparams.json", model=name,
-                      params=cfg.model_params(name), seeds=list(seeds), device=device, eval=ecfg)
+                      params=cfg.model_params(base), seeds=list(seeds), device=device, eval=ecfg)
 
-        def fit(s: Seed, name=name):
+        def fit(s: Seed, name=name, base=base):
             t0 = time.perf_counter()
             # only trained models (bprmf) log a curve; the others create no curves folder
-            model = MODELS[name](cfg.model_params(name), seed=s.value, device=device,
-                                 log_dir=s.under(models_dir / name) / CURVES)
+            make = MODELS[base] if name == base else partial(SingleDomain, MODELS[base])
+            model = make(cfg.model_params(base), seed=s.value, device=device,
+                         log_dir=s.under(models_dir / name) / CURVES)
             model.fit(data.train, data.valid, data, ecfg)
             fit_s = time.perf_counter() - t0
             scorer = model.scorer()
@@ -75,7 +86,8 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
                   f"{model.selected_epoch}, fit {fit_s:.1f} s, total "
                   f"{time.perf_counter() - t0:.1f} s)", flush=True)
             # no timings in the metrics: same seed, same file
-            return results, {"selected_epoch": model.selected_epoch}
+            return results, {"selected_epoch": model.selected_epoch,
+                             **getattr(model, "extras", {})}
 
         m = run_seeds(seeds, fit, ecfg, metrics_dir / f"{name}.json", models_dir / name, model=name)
         out[name] = m

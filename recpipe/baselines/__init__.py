@@ -33,6 +33,10 @@ MODELS: dict[str, type] = {
 class BaselinesParams:
     # which baselines to fit and evaluate, in this order
     models: list[str] = field(default_factory=lambda: list(MODELS), metadata=choice(*MODELS))
+    # also fit these one model per domain, each on its domain's interactions alone (rows
+    # `<name>-single`; needs eval.candidates=target_domain, the `hum` preset): HUM's
+    # single-domain baselines (recpipe/baselines/single_domain.py)
+    single_domain: list[str] = field(default_factory=list, metadata=choice(*MODELS))
     # auto (cuda when available, else cpu) | cpu | cuda | cuda:N | mps: where BPR-MF trains and
     # scoring runs (checked at parse: recpipe.train.device)
     device: str = "auto"

@@ -19,6 +19,7 @@ What a model never uses costs nothing: sequences, id maps and texts are built on
     sequences(parts)    Sequences (recpipe/data/sequences.py): CSR of items, ts, domain
     window(users, T)    (B, T) int32 last-T items per user, padded with pad_id = I
     domain_items(d)     (I_d,) int32 iids of domain d, ascending
+    domain_view(d)      domain d's items only, re-numbered: a single-domain dataset
 
 The split stage writes items.parquet (iid, item, title, description, ...) for every protocol;
 a release without texts (RLMRec) has null titles, read here as "".
@@ -99,6 +100,24 @@ class DataView:
                 seen[self.part(p).indices] = True
             items = items[seen[items]]
         return items
+
+    def domain_view(self, d: int | str) -> DataView:
+        """Domain `d` as a dataset of its own (a single-domain model's data; see
+        recpipe/baselines/single_domain.py): the same users, only d's items, re-numbered
+        0..I_d-1 in the order of `domain_items(d)` (item k of the view is iid items[k]), and
+        every part's matrix and rows cut to them. No id maps or texts (source=None)."""
+        items = self.domain_items(d)
+        new_id = np.full(self.n_items, -1, dtype=np.int32)
+        new_id[items] = np.arange(len(items), dtype=np.int32)
+        rows = {}
+        for p, r in self.rows.items():
+            k = new_id[r.iid] >= 0
+            rows[p] = Rows(r.uid[k], new_id[r.iid[k]], r.ts[k])
+        mats = [self.part(p)[:, items].tocsr().sorted_indices() for p in SPLIT_NAMES]
+        k = self.domains.index(d) if d in self.domains else int(d)
+        return DataView(self.n_users, len(items), *mats,
+                        item_domain=np.zeros(len(items), dtype=np.int32),
+                        domains=[self.domains[k]], rows=rows)
 
     # ---- id maps and texts (read from `source` on first use) ----------------------------
 

@@ -64,7 +64,7 @@ def leaderboard(runs: list[Run], p: ReportParams, pu: _PerUser | None = None,
         out += ["Left out:", ""] + [f"- {s}" for s in skipped] + [""]
     if not runs:
         return "\n".join(out + ["No method metrics found in `metrics/`.", ""])
-    for proto, methods in group_runs(runs, p.baselines).items():
+    for proto, methods in group_runs(runs, p.baseline_names()).items():
         notes: list[str] = []
         details: list[tuple] = []
         out += [f"## {_protocol_title(proto)}", ""]

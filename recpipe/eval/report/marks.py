@@ -27,7 +27,7 @@ def _tests(methods: dict[str, list[Run]], col: _Column, p: ReportParams, pu: _Pe
     `n_boot = 0` skips the bootstrap CI (the dominant cost) where no table shows it.
     """
     means = {m: _cell(s, col.key)[0] for m, s in methods.items()}
-    base = [m for m in methods if m in p.baselines and not math.isnan(means[m])]
+    base = [m for m in methods if m in p.baseline_names() and not math.isnan(means[m])]
     if not base or not col.tested:
         return None, {}
     ref = max(base, key=lambda m: means[m])

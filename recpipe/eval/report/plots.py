@@ -36,7 +36,7 @@ def plot_metric_vs_k(runs: list[Run], p: ReportParams, path: Path) -> None:
     """One row per protocol, one panel per metric family: test metric vs K, error bars = std."""
     plt = _pyplot()
     families = list(dict.fromkeys(m.split("@")[0] for m in p.metrics))
-    tables = group_runs(runs, p.baselines)
+    tables = group_runs(runs, p.baseline_names())
     rows = max(1, len(tables))
     fig, axes = plt.subplots(rows, len(families), figsize=(5.5 * len(families), 4 * rows),
                              squeeze=False)

@@ -1,0 +1,162 @@
+"""Single-domain baselines (issue 18, HUM's seesaw comparison): `DataView.domain_view` and
+`SingleDomain`, one model per domain routed by the target's domain, through the one evaluator
+and the baselines stage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import stage
+
+from recpipe.config import ParamError, parse
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory):
+    """The synthetic three-domain sample (200 users, 150 items), split by HUM's global
+    temporal protocol: a processed folder and its view."""
+    from recpipe.data.ingest import ingest
+    from recpipe.data.processed import build
+    from recpipe.data.sample import SampleConfig, generate
+    from recpipe.data.view import load_view
+    from recpipe.params import DatasetParams, IngestParams, SplitParams
+
+    d = tmp_path_factory.mktemp("single")
+    generate(SampleConfig(n_users=200, n_items=150, reviews_per_user_mean=10.0, seed=3), d / "raw")
+    ingest(DatasetParams(path=str(d / "raw")), IngestParams(), d / "interim")
+    split = {"protocol": "temporal", "user_core": 0, "item_core": 0}
+    build(d / "interim", d / "processed", parse(SplitParams, split, prefix="split"), 3)
+    return d / "processed", load_view(d / "processed")
+
+
+def hum_cfg():
+    from recpipe.eval.protocol import resolve
+
+    return resolve({"preset": "hum", "average": "samples"})
+
+
+def test_domain_view_is_the_domains_own_dataset(temporal):
+    """Same users, the domain's items re-numbered in domain_items order; every part's matrix
+    is that column slice and its rows are the part's rows of those items, re-numbered."""
+    _, data = temporal
+    assert len(data.domains) == 3
+    total = 0
+    for d in data.domains:
+        items = data.domain_items(d)
+        v = data.domain_view(d)
+        assert (v.n_users, v.n_items, v.domains) == (data.n_users, len(items), [d])
+        for part in ("train", "valid", "test"):
+            want = data.part(part)[:, items].toarray()
+            assert np.array_equal(v.part(part).toarray(), want), (d, part)
+            r, full = v.rows[part], data.rows[part]
+            keep = np.isin(full.iid, items)
+            assert np.array_equal(items[r.iid], full.iid[keep])  # back to the original iids
+            assert np.array_equal(r.uid, full.uid[keep]) and np.array_equal(r.ts, full.ts[keep])
+        total += v.train.nnz
+        # sequences of the view hold only the domain's items
+        seq = v.sequences(("train",))
+        assert all(len(seq[u].items) == v.train[u].nnz for u in range(0, data.n_users, 17))
+    assert total == data.train.nnz  # the domains partition the interactions
+
+
+def test_per_domain_pop_ranks_as_pop_within_each_domain(temporal):
+    """MostPopular within a domain is MostPopular of that domain alone: routed through
+    SingleDomain, every per-sample metric equals the merged model's exactly."""
+    from recpipe.baselines.pop import MostPopular
+    from recpipe.baselines.single_domain import SingleDomain
+    from recpipe.eval.evaluator import evaluate
+
+    _, data = temporal
+    cfg = hum_cfg()
+    merged = MostPopular().fit(data.train)
+    single = SingleDomain(MostPopular).fit(data.train, data.valid, data, cfg)
+    assert len(single.models) == 3
+    a = evaluate(merged.scorer(), data, cfg, "test")
+    b = evaluate(single.scorer(), data, cfg, "test")
+    assert a.summary == pytest.approx(b.summary)
+    assert a.per_unit.equals(b.per_unit)
+
+
+def test_each_domain_model_learns_from_its_domain_alone(temporal):
+    """BPR-MF per domain: dropping every training interaction of one domain leaves the other
+    domains' scores unchanged (bit for bit, same seed) and changes that domain's."""
+    from dataclasses import replace
+
+    import scipy.sparse as sp
+
+    from recpipe.baselines.bprmf import BPRMF, BPRMFParams
+    from recpipe.baselines.single_domain import SingleDomain
+
+    _, data = temporal
+    cfg = hum_cfg()
+    p = parse(BPRMFParams, {"dim": 8, "train": {"epochs": 2, "eval_every": 1}}, prefix="bprmf")
+    users = np.arange(0, data.n_users, 7)
+
+    def scores(view):
+        m = SingleDomain(BPRMF, p, seed=5).fit(view.train, view.valid, view, cfg)
+        return m.scorer()(users).numpy()
+
+    full = scores(data)
+    books = data.domain_items(data.domains[0])
+    keep = np.ones(data.n_items, dtype=np.float32)
+    keep[books] = 0
+    tr = data.rows["train"]
+    k = keep[tr.iid] > 0
+    fewer = replace(data, train=(data.train @ sp.diags(keep, format="csr")).tocsr(),
+                    rows={**data.rows, "train": tr._replace(uid=tr.uid[k], iid=tr.iid[k], ts=tr.ts[k])})
+    fewer.train.eliminate_zeros()
+    assert 0 < fewer.train.nnz < data.train.nnz
+    less = scores(fewer)
+    others = np.flatnonzero(keep)
+    assert np.array_equal(full[:, others], less[:, others])
+    assert not np.allclose(full[:, books], less[:, books])
+    assert np.isfinite(full).all()  # every column is some domain's
+
+
+def test_unified_protocol_is_refused_naming_the_param(temporal):
+    from recpipe.baselines.pop import MostPopular
+    from recpipe.baselines.single_domain import SingleDomain
+    from recpipe.eval.protocol import resolve
+
+    _, data = temporal
+    with pytest.raises(ParamError, match=r"eval\.candidates=target_domain.*preset hum"):
+        SingleDomain(MostPopular).fit(data.train, data.valid, data, resolve({"preset": "unified"}))
+
+
+def test_stage_writes_single_domain_rows_beside_the_merged_ones(temporal, tmp_path, monkeypatch):
+    """`baselines.single_domain: [bprmf]` under the hum preset: the stage writes bprmf and
+    bprmf-single with per-domain metrics and each domain's selected epoch; the report lists
+    both in the per-domain table and tests against the best of them."""
+    from recpipe.eval.samples import Samples
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    processed, data = temporal
+    params = {"seed": 2023, "eval": {"preset": "hum", "average": "samples"},
+              "baselines": {"models": ["bprmf"], "single_domain": ["bprmf"], "device": "cpu",
+                            "bprmf": {"dim": 8, "train": {"epochs": 2, "eval_every": 1}}}}
+    out = stage("baselines").run(params, processed, tmp_path / "metrics", tmp_path / "models" / "baselines")
+    assert set(out) == {"bprmf", "bprmf-single"}
+    n = Samples.per_interaction(data, "test", by_domain=True).n
+    m = json.loads((tmp_path / "models" / "baselines" / "bprmf-single" / "metrics.json").read_text())
+    assert m["model"] == "bprmf-single" and m["test/units"] == n
+    assert {f"selected_epoch/{d}" for d in data.domains} <= set(m)
+    assert {f"test/recall@10/{d}" for d in data.domains} | {"test/recall@10/spread"} <= set(m)
+    assert m["test/recall@10"] != out["bprmf"]["test/recall@10"]  # another model
+    assert (tmp_path / "metrics" / "bprmf-single.json").is_file()
+
+    rep = stage("report")
+    (tmp_path / "params.yaml").write_text("report: {}\n")
+    assert rep.main(["--root", str(tmp_path), "--out", str(tmp_path / "reports"),
+                     "--params", str(tmp_path / "params.yaml")]) == 0
+    board = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "| bprmf-single | 1 |" in board and "| bprmf | 1 |" in board
+    assert "Books" in board  # the per-domain table
+
+
+def test_an_unknown_single_domain_model_names_the_choices():
+    from recpipe.baselines import BaselinesParams
+
+    with pytest.raises(ParamError, match=r"baselines\.single_domain.*bprmf"):
+        parse(BaselinesParams, {"single_domain": ["sasrec"]}, prefix="baselines")
