@@ -33,7 +33,6 @@ from pathlib import Path
 from recpipe.config import ParamError, load_params, section
 
 
-
 def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
         only: list[str] | None = None) -> dict[str, dict]:
     """Fit and evaluate the configured baselines (or just `only`), once per seed of
@@ -44,8 +43,8 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     from recpipe.baselines.single_domain import SUFFIX, SingleDomain
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
-    from recpipe.eval.protocol import resolve
     from recpipe.eval.output import CURVES, STD
+    from recpipe.eval.protocol import resolve
     from recpipe.eval.seeds import Seed, parse_seeds, run_seeds
     from recpipe.io import write_hparams
     from recpipe.train.device import pick_device
