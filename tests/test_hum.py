@@ -288,6 +288,33 @@ def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(
     assert len(set(one["weights"])) == 3  # they did move (two updates)
 
 
+def test_cosine_scores_normalise_every_embedding_and_bound_the_logits(temporal):
+    """hum.score=cosine: users and items (training and the evaluation's cached vectors) are
+    unit vectors, so a logit is at most 1/temperature; dot (the default) leaves them raw."""
+    from recpipe.hum.run import HUMBatches, build, item_vectors
+
+    _, data = temporal
+    norms = {}
+    for score in ("dot", "cosine"):
+        p = parse(HUMParams, {"model": "tiny-qwen2", "device": "cpu", "negatives": 3,
+                              "score": score, "temperature": 0.05}, prefix="hum")
+        model, _, texts = build(p, data, 1, "cpu")
+        model.eval()
+        batch = [torch.from_numpy(x) for x in HUMBatches(data, texts, p, 4, seed=1).batch(np.arange(4))]
+        with torch.no_grad():
+            u, v = model.encode(batch[0], batch[1]), model.encode(batch[2], batch[3])
+            items = item_vectors(model, texts, 16, "cpu")
+        norms[score] = (u.norm(dim=1), v.norm(dim=1), items.norm(dim=1))
+        if score == "cosine":
+            logits = torch.einsum("bh,bnh->bn", u, v[batch[4]]) / p.temperature
+            assert logits.abs().max() <= 1 / 0.05 + 1e-4
+    for n in norms["cosine"]:
+        assert torch.allclose(n, torch.ones_like(n), atol=1e-5)
+    assert not torch.allclose(norms["dot"][2], torch.ones_like(norms["dot"][2]), atol=1e-2)
+    with pytest.raises(ParamError, match=r"hum\.score.*cosine"):
+        parse(HUMParams, {"score": "cos"}, prefix="hum")
+
+
 def test_minilm_is_a_real_bidirectional_encoder_option(temporal):
     """hum.model=minilm: the real all-MiniLM-L6-v2 (offline), <|emb|> added to its wordpiece
     vocabulary, [SEP] closing each text, LoRA on its attention; a training step moves LoRA."""

@@ -29,9 +29,13 @@ class HUM(nn.Module):
     trainable_state_only = True  # checkpoints hold LoRA and the domain weights, not the base
     state_buffers = ("weights.",)  # buffers a checkpoint keeps (recpipe.train.checkpoint)
 
-    def __init__(self, lm, emb_id: int, temperature: float = 1.0, weights: nn.Module | None = None):
+    def __init__(self, lm, emb_id: int, temperature: float = 1.0, weights: nn.Module | None = None,
+                 score: str = "dot"):
         super().__init__()
         self.lm, self.emb_id, self.temperature = lm, emb_id, temperature
+        # dot (the reference) | cosine: embeddings are L2-normalised, so a score is a cosine
+        # and the temperature alone sets the logits' scale
+        self.normalize = score == "cosine"
         self.weights = weights  # DomainWeights, or None: the plain mean (the ablation)
         self.flops_per_token = self.peak_flops = None  # set by recpipe.hum.run
 
@@ -41,7 +45,8 @@ class HUM(nn.Module):
         h = decoder(self.lm)(input_ids=ids, attention_mask=mask,
                              use_cache=False).last_hidden_state  # (B, T, H)
         at = mask.sum(-1) - 2  # <|emb|> is the last real token but one (eos closes the text)
-        return h[torch.arange(len(ids), device=ids.device), at].float()
+        e = h[torch.arange(len(ids), device=ids.device), at].float()
+        return F.normalize(e, dim=-1) if self.normalize else e
 
     def loss(self, u_ids, u_mask, i_ids, i_mask, cand, domain):
         """u_*: (B, Tu) users; i_*: (M, Ti) the batch's distinct items; cand (B, N) indices

@@ -63,6 +63,9 @@ class HUMParams:
     exclude_history: bool = False
     # scores are dot products / temperature (reference 1: raw dot products)
     temperature: float = field(default=1.0, metadata=rng(0.0, None, lo_open=True))
+    # dot (the reference) | cosine (embeddings L2-normalised; pair it with a temperature such
+    # as 0.05). On the CPU's MiniLM, raw dot products collapse to uniform scores (README)
+    score: str = field(default="dot", metadata=choice("dot", "cosine"))
     # domain-importance weights (the robustness enhancer); false = plain sample mean of the
     # losses, the ablation row
     domain_weights: bool = True

@@ -48,7 +48,7 @@ def build(p, data, seed: int, device: str = "cpu"):
     if p.domain_weights:
         weights = DomainWeights(len(data.domains), p.dro_eta, p.dro_temperature, p.dro_interval,
                                 start="ones" if parity else "uniform", sync=not parity)
-    model = HUM(lm, emb, p.temperature, weights).to(device)
+    model = HUM(lm, emb, p.temperature, weights, score=p.score).to(device)
     model.reset_each_epoch = parity
     texts = Texts(tok, data.item_titles, p.title_tokens, emb)
     tc = p.train_config()
