@@ -9,26 +9,9 @@ import json
 import numpy as np
 import pytest
 from conftest import stage
+from test_hum import temporal  # noqa: F401  (the three-domain temporal split HUM's tests use)
 
 from recpipe.config import ParamError, parse
-
-
-@pytest.fixture(scope="module")
-def temporal(tmp_path_factory):
-    """The synthetic three-domain sample (200 users, 150 items), split by HUM's global
-    temporal protocol: a processed folder and its view."""
-    from recpipe.data.ingest import ingest
-    from recpipe.data.processed import build
-    from recpipe.data.sample import SampleConfig, generate
-    from recpipe.data.view import load_view
-    from recpipe.params import DatasetParams, IngestParams, SplitParams
-
-    d = tmp_path_factory.mktemp("single")
-    generate(SampleConfig(n_users=200, n_items=150, reviews_per_user_mean=10.0, seed=3), d / "raw")
-    ingest(DatasetParams(path=str(d / "raw")), IngestParams(), d / "interim")
-    split = {"protocol": "temporal", "user_core": 0, "item_core": 0}
-    build(d / "interim", d / "processed", parse(SplitParams, split, prefix="split"), 3)
-    return d / "processed", load_view(d / "processed")
 
 
 def hum_cfg():
