@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
                       # one sample per held-out interaction, for every model (hum.md 7)
                       "eval.average": "samples",
                       # the single-domain rows of the seesaw comparison (hum.md 7)
-                      "baselines.single_domain": ["itemknn", "bprmf"],
+                      "baselines.single_domain": ["itemknn", "bprmf", "sasrec", "lightgcn"],
                   }),
 }
 

@@ -15,7 +15,9 @@ hides the progress bar.
 `baselines.single_domain: [bprmf]` adds `bprmf-single` (`--model bprmf-single`): one BPR-MF
 per domain, each on its domain alone, every unit ranked by its target domain's model (the
 single-domain rows of HUM's seesaw comparison; it needs eval.candidates=target_domain, the
-`hum` preset; recpipe/baselines/single_domain.py).
+`hum` preset; recpipe/baselines/single_domain.py). Besides the four baselines it may name
+`sasrec` and `lightgcn` (params `baselines.sasrec`, `baselines.lightgcn`), whose merged rows
+are the `sasrec` and `graph` stages.
 
 `baselines.seeds: [1, 2, 3]` runs every model once per seed: each seed's metrics, per-user
 table and curve go to a `seed<k>/` folder inside the model's folder, and its `metrics.json`
@@ -39,7 +41,7 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     `baselines.seeds`; return {name: its full metrics (models_dir/<name>/metrics.json)}."""
     from functools import partial
 
-    from recpipe.baselines import MODELS, BaselinesParams
+    from recpipe.baselines import MODELS, PER_DOMAIN, BaselinesParams
     from recpipe.baselines.single_domain import SUFFIX, SingleDomain
     from recpipe.eval.data import load_split
     from recpipe.eval.evaluator import evaluate
@@ -54,9 +56,10 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
     seeds = parse_seeds(cfg.seeds, top_seed(params), "baselines.seeds")
     ecfg = resolve(params.get("eval"))
     for name in only or []:
-        if name.removesuffix(SUFFIX) not in MODELS:
+        if name not in MODELS and name.removesuffix(SUFFIX) not in PER_DOMAIN:
             raise ParamError(f"--model {name!r}: unknown baseline; choose from {', '.join(MODELS)} "
-                             f"(or <name>{SUFFIX}: one model per domain)")
+                             f"(or <name>{SUFFIX}, one model per domain, <name> one of "
+                             f"{', '.join(PER_DOMAIN)})")
     device = pick_device(cfg.device)
     data = load_split(processed)
     print(f"baselines: {data.n_users:,} users x {data.n_items:,} items, eval preset "
@@ -71,13 +74,14 @@ def run(params: dict, processed: Path, metrics_dir: Path, models_dir: Path,
         def fit(s: Seed, name=name, base=base):
             t0 = time.perf_counter()
             # only trained models (bprmf) log a curve; the others create no curves folder
-            make = MODELS[base] if name == base else partial(SingleDomain, MODELS[base])
+            make = MODELS[base] if name == base else partial(SingleDomain, PER_DOMAIN[base])
             model = make(cfg.model_params(base), seed=s.value, device=device,
                          log_dir=s.under(models_dir / name) / CURVES)
             model.fit(data.train, data.valid, data, ecfg)
             fit_s = time.perf_counter() - t0
-            scorer = model.scorer()
-            results = {part: evaluate(scorer, data, ecfg, part) for part in ("valid", "test")}
+            # a sequence model reads each part's own history: one scorer per part
+            results = {part: evaluate(model.scorer(part), data, ecfg, part)
+                       for part in ("valid", "test")}
             test = results["test"].summary
             tag = f"{name} seed {s.value}" if s.multi else name
             print(f"baselines: {tag:8s} test recall@20={test.get('recall@20', float('nan')):.4f} "

@@ -19,15 +19,14 @@ to `self.curve`.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from recpipe.baselines.curves import close_live, curve_rows, open_live
 from recpipe.config import rng
-
 
 # BPR-MF's training defaults (params.yaml `baselines.bprmf.train` keys replace them)
 TRAIN_DEFAULTS = {"lr": 0.01, "batch_size": 4096, "epochs": 200, "eval_every": 3, "patience": 5,
@@ -107,18 +106,14 @@ class BPRMF:
         model = _module(*train.shape, p, self.seed).to(self.device)
         selecting = valid is not None and data is not None and cfg is not None and valid.nnz > 0
         validate = (lambda m: evaluate(self._scorer(m), data, cfg, "valid").summary) if selecting else None
-        live = self._live()
+        live = open_live(self.log_dir, "bprmf")
         res = fit(model, BPRBatches(train, tc.batch_size, self.seed), tc, validate=validate,
                   device=self.device, live=live, desc="bprmf", step_threads=p.threads)
-        # one row per validation: epoch, loss, valid/* (timings left out: same seed, same curve)
-        self.curve = [{k: v for k, v in r.items() if not k.endswith("_s")} for r in res.history if "eval_s" in r]
+        self.curve = curve_rows(res.history)
         self.selected_epoch = res.best_epoch
         self.user_emb, self.item_emb = (w.detach().cpu().numpy().astype(np.float32)
                                         for w in (model.user, model.item))
-        if live is not None:
-            live.summary["selected_epoch"] = res.best_epoch
-            live.summary[f"best_valid/{tc.select_metric}"] = res.best_score
-            live.end()
+        close_live(live, res, tc.select_metric)
         return self
 
     def _scorer(self, model):
@@ -127,21 +122,7 @@ class BPRMF:
         return EmbeddingScorer(model.user.detach().cpu().numpy(), model.item.detach().cpu().numpy(),
                                device=self.device)
 
-    def _live(self):
-        if self.log_dir is None:
-            return None
-        from dvclive import Live
-        from scmrepo.exceptions import SCMError
-
-        # dvcyaml=None / save_dvc_exp=False: log files only, never touch dvc.yaml or DVC exps
-        try:
-            return Live(str(self.log_dir), dvcyaml=None, save_dvc_exp=False)
-        except (SCMError, OSError) as e:  # dvclive 3.49 fails in a git repo without commits
-            warnings.warn(f"bprmf: no dvclive curve in {self.log_dir} ({type(e).__name__}: {e}); "
-                          f"the curve is still returned. A first `git commit` fixes this.")
-            return None
-
-    def scorer(self):
+    def scorer(self, part: str = "test"):
         from recpipe.eval.scorers import EmbeddingScorer
 
         if self.user_emb is None:

@@ -116,7 +116,7 @@ class EASE:
         """(B, n_items) scores: the users' training rows times B."""
         return np.asarray(self.x[users] @ self.b, dtype=np.float32)
 
-    def scorer(self):
+    def scorer(self, part: str = "test"):
         from recpipe.eval.scorers import FunctionScorer
 
         if self.b is None:

@@ -95,7 +95,7 @@ class ItemKNN:
         """(B, n_items) float32 scores for a batch of user ids."""
         return (self.x[users] @ self.sim).toarray().astype(np.float32, copy=False)
 
-    def scorer(self):
+    def scorer(self, part: str = "test"):
         from recpipe.eval.scorers import FunctionScorer
 
         if self.sim is None:

@@ -40,7 +40,7 @@ class MostPopular:
         self.n_users = train.shape[0]
         return self
 
-    def scorer(self):
+    def scorer(self, part: str = "test"):
         from recpipe.eval.scorers import EmbeddingScorer
 
         if self.popularity is None:

@@ -28,8 +28,8 @@ def build(model: str, align: str, data, sem, seed: int, *, mode: str = "clean",
     """
     from recpipe.graph import get_backbone
     from recpipe.graph.adjacency import Graph, bipartite
-    from recpipe.graph.allocator import retain_freed_memory
     from recpipe.graph.align import wrap
+    from recpipe.graph.allocator import retain_freed_memory
     from recpipe.graph.presets import build_configs
     from recpipe.train.seeds import seed_everything
 
@@ -41,18 +41,30 @@ def build(model: str, align: str, data, sem, seed: int, *, mode: str = "clean",
     return wrap(align, backbone, sem[0], sem[1], al_cfg, seed=seed).to(device)
 
 
-def train(model, data, tr_cfg, eval_cfg, seed: int, *, device: str = "cpu",
-          ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
-          desc: str = "graph") -> dict:
-    """Train a built graph model; return {"valid", "test": EvalResult at the kept state,
-    "best_epoch", "history", "scorer", "fit": recpipe.train.loop.FitResult}."""
+def select(model, data, tr_cfg, eval_cfg, seed: int, *, device: str = "cpu",
+           ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
+           desc: str = "graph", step_threads: int = 0):
+    """Train a built graph model on BPR batches, selecting on validation; the model ends at the
+    kept state. Returns recpipe.train.loop.FitResult."""
     from recpipe.eval.evaluator import evaluate
     from recpipe.train.loop import fit
     from recpipe.train.sampler import BPRBatches
 
-    res = fit(model, BPRBatches(data.train, tr_cfg.batch_size, seed), tr_cfg, device=device,
-              ckpt=ckpt, signature=signature, live=live, progress=progress, desc=desc,
-              validate=lambda m: evaluate(scorer(m, device), data, eval_cfg, part="valid").summary)
+    return fit(model, BPRBatches(data.train, tr_cfg.batch_size, seed), tr_cfg, device=device,
+               ckpt=ckpt, signature=signature, live=live, progress=progress, desc=desc,
+               step_threads=step_threads,
+               validate=lambda m: evaluate(scorer(m, device), data, eval_cfg, part="valid").summary)
+
+
+def train(model, data, tr_cfg, eval_cfg, seed: int, *, device: str = "cpu",
+          ckpt: str | Path | None = None, live=None, signature: str = "", progress: bool = True,
+          desc: str = "graph") -> dict:
+    """`select`, then valid and test evaluated once at the kept state; return {"valid",
+    "test": EvalResult, "best_epoch", "history", "scorer", "fit": FitResult}."""
+    from recpipe.eval.evaluator import evaluate
+
+    res = select(model, data, tr_cfg, eval_cfg, seed, device=device, ckpt=ckpt, live=live,
+                 signature=signature, progress=progress, desc=desc)
     s = scorer(model, device)
     return {"valid": evaluate(s, data, eval_cfg, part="valid"),
             "test": evaluate(s, data, eval_cfg, part="test"),

@@ -7,6 +7,9 @@ the unit is the user; its scores are the model's scores after the user's sequenc
 evaluated part. Validation reads the training sequence (LOO: items[:-2] -> items[-2]); test
 reads training + validation (items[:-1] -> items[-1]), so the validation item is part of the
 test input, as in HeLLM. The masks (history exclusion or not) are the eval preset's.
+Under `eval.average=samples` (HUM's units: one per held-out interaction) a sample is scored
+after its own history, every item of the user's sequence before its target, as HUM encodes it;
+so a user's second test sample sees the first.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recpipe.data.schema import SPLIT_NAMES
 from recpipe.seq.batches import SeqBatches, shift
 
 HISTORY = {"valid": ("train",), "test": ("train", "valid")}  # the input of each evaluated part
@@ -22,18 +26,20 @@ HISTORY = {"valid": ("train",), "test": ("train", "valid")}  # the input of each
 
 class SeqScorer:
     """Scores (B, n_items) of `model` after each user's sequence of `parts`, on the model's
-    device (the evaluator masks and ranks them there)."""
+    device (the evaluator masks and ranks them there). Sample-level units
+    (`eval.average=samples`, recpipe/eval/samples.py) are scored after the sample's own history
+    instead: every item of the user's sequence before the sample's target (`sample_scores`)."""
 
     def __init__(self, model, data, part: str, device):
-        self.model, self.device = model, device
+        self.model, self.data, self.device = model, data, device
         self.seqs = data.sequences(HISTORY[part])
         self.maxlen = model.cfg.maxlen
         self.n_items = data.n_items
 
-    def device_scores(self, users: np.ndarray):
+    def _window_scores(self, seqs, users: np.ndarray, end=None):
         import torch
 
-        w = shift(self.seqs.window(np.asarray(users, np.int64), self.maxlen), self.seqs.pad)
+        w = shift(seqs.window(np.asarray(users, np.int64), self.maxlen, end=end), seqs.pad)
         was = self.model.training
         self.model.eval()
         try:
@@ -41,8 +47,21 @@ class SeqScorer:
         finally:
             self.model.train(was)
 
+    def device_scores(self, users: np.ndarray):
+        return self._window_scores(self.seqs, users)
+
     def __call__(self, users: np.ndarray):
         return self.device_scores(users).cpu()
+
+    def scores_before(self, users: np.ndarray, ends: np.ndarray):
+        """(B, n_items) after the first ends[k] items of user users[k]'s whole sequence (every
+        part, time order): the input of a sample whose target sits at that position."""
+        return self._window_scores(self.data.sequences(SPLIT_NAMES), users, ends).cpu()
+
+    def sample_scores(self, rows: np.ndarray, samples):
+        seqs = self.data.sequences(SPLIT_NAMES)
+        uid = samples.uid[rows]
+        return self.scores_before(uid, samples.pos[rows] - seqs.indptr[uid])
 
 
 def build(data, p, seed: int, device: str = "cpu"):
@@ -62,19 +81,30 @@ def build(data, p, seed: int, device: str = "cpu"):
     return model, opt, batches
 
 
-def fit(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt: str | Path | None = None,
-        live=None, signature: str = "", progress: bool = True) -> dict:
-    """Train one SASRec (params `p`: recpipe.seq.params.SASRecParams) on `data` (DataView);
-    return {"valid", "test": EvalResult at the kept state, "best_epoch", "model", "fit"}."""
+def train(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt: str | Path | None = None,
+          live=None, signature: str = "", progress: bool = True, desc: str = "sasrec"):
+    """Train one SASRec (params `p`: recpipe.seq.params.SASRecParams) on `data` (DataView),
+    selecting on validation; return (model at the kept state, recpipe.train.loop.FitResult)."""
     from recpipe.eval.evaluator import evaluate
     from recpipe.train.loop import fit as loop_fit
 
     model, opt, batches = build(data, p, seed, device)
     valid = SeqScorer(model, data, "valid", device)
     res = loop_fit(model, batches, p.train_config(), device=device, ckpt=ckpt, live=live,
-                   signature=signature, progress=progress, desc="sasrec", optimizer=opt,
+                   signature=signature, progress=progress, desc=desc, optimizer=opt,
                    step_threads=p.threads, lr_lambda=p.lr_lambda(),
                    validate=lambda m: evaluate(valid, data, eval_cfg, "valid").summary)
-    return {"valid": evaluate(valid, data, eval_cfg, "valid"),
+    return model, res
+
+
+def fit(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt: str | Path | None = None,
+        live=None, signature: str = "", progress: bool = True) -> dict:
+    """`train`, then valid and test evaluated once at the kept state; return {"valid", "test":
+    EvalResult, "best_epoch", "model", "fit"}."""
+    from recpipe.eval.evaluator import evaluate
+
+    model, res = train(data, p, eval_cfg, seed, device=device, ckpt=ckpt, live=live,
+                       signature=signature, progress=progress)
+    return {"valid": evaluate(SeqScorer(model, data, "valid", device), data, eval_cfg, "valid"),
             "test": evaluate(SeqScorer(model, data, "test", device), data, eval_cfg, "test"),
             "best_epoch": res.best_epoch, "model": model, "fit": res}
