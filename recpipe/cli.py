@@ -7,6 +7,7 @@
     recpipe export-recbole --name Beauty # data/processed -> RecBole atomic files
     recpipe backbone smollm2-135m        # load an LLM backbone (converting it once), describe it
     recpipe launch -n 2 SCRIPT [ARGS]    # run a training script on 2 data-parallel processes
+    recpipe grid plan | queue | collect  # the leaderboard grid as DVC experiments
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(fn=_launch)
+    from recpipe.grid.cli import add_parser
+
+    add_parser(sub)
     args = ap.parse_args(argv)
     return args.fn(args)
 

@@ -159,4 +159,6 @@ def run(plan: Plan, sem, args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from recpipe.resources import report
+
+    sys.exit(report("graph", main))

@@ -1,0 +1,163 @@
+"""The leaderboard grid (issue 19): cells planned with their n/a reasons, queued as real DVC
+experiments, collected into reports/leaderboard_all.md with a failed and a missing cell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recpipe.grid.collect import error_line, paired_p
+from recpipe.grid.plan import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plan_marks_the_cells_that_do_not_apply(tmp_path):
+    (tmp_path / "s3rec_seq").mkdir()
+    cells = {c.name: c for c in plan(["sample", "beauty", "giftcards"],
+                                     ["pop", "lightgcn-con", "hum"], [1, 2], tmp_path)}
+    assert len(cells) == 18
+    assert cells["beauty-lightgcn-con-s1"].na == "no text to profile"
+    assert cells["beauty-hum-s2"].na == "no item titles"
+    assert cells["sample-hum-s1"].na == ""  # three domains with titles
+    assert cells["giftcards-pop-s1"].na.startswith("data absent: ")  # no folder under the root
+    c = cells["beauty-pop-s2"]
+    assert c.na == "" and c.argv()[:7] == ["dvc", "exp", "run", "--queue", "-n", "beauty-pop-s2",
+                                           "baselines@pop"]
+    # the model's seed; the data and split keep the top-level seed
+    assert "baselines.seeds=[2]" in c.flags and not any(f.startswith("seed=") for f in c.flags)
+    assert f"dataset.path={tmp_path}/s3rec_seq" in c.flags
+    with pytest.raises(ValueError, match="unknown method.*choose from pop"):
+        plan(["sample"], ["popularity"], [1], tmp_path)
+
+
+def test_the_error_line_is_the_stages_own_message():
+    log = ("Running stage 'baselines@ease':\n> python stages/baselines.py --model ease\n"
+           "baselines: 150 users x 120 items\n"
+           "baselines failed: EASE needs a dense 120 x 120 matrix, above the limit "
+           "baselines.ease.max_items=10\n"
+           "recpipe-resources: stage=baselines rc=2 wall_s=1.0 peak_rss_mib=300 peak_gpu_mib=0\n"
+           "ERROR: failed to reproduce 'baselines@ease': failed to run: python ..., exited with 2\n")
+    assert error_line(log).startswith("baselines failed: EASE needs")
+    crash = "Traceback (most recent call last):\n  File x\nValueError: bad shape\n"
+    assert error_line(crash) == "ValueError: bad shape"
+
+
+def test_paired_p_is_a_paired_t_test_over_common_seeds():
+    from scipy import stats
+
+    a, b = {1: 0.30, 2: 0.32, 3: 0.35, 4: 0.5}, {1: 0.28, 2: 0.31, 3: 0.31}
+    want = stats.ttest_rel([0.30, 0.32, 0.35], [0.28, 0.31, 0.31]).pvalue
+    assert paired_p(a, b) == pytest.approx(want)
+    assert paired_p({1: 0.3}, {1: 0.2}) is None  # one common seed: no test
+
+
+def test_a_queued_grid_collects_done_failed_missing_and_na_cells(dag_repo, tmp_path):
+    """Real experiments in the README's DAG repo: pop over seeds 1 and 2 finishes, EASE fails
+    on a catalogue above its limit (a real ParamError), seed 3 was never queued (missing),
+    and LightGCN-con on text-less Beauty does not apply; collecting twice retrains nothing."""
+    from test_readme_commands import queue_counts, sh, wait_for_queue
+
+    repo, _ = dag_repo
+    grid = f"{sys.executable} -m recpipe.cli grid"
+    root = tmp_path  # Beauty's folder exists (its cells are n/a for their reason, not absent)
+    (root / "s3rec_seq").mkdir()
+    try:
+        check_grid(repo, grid, root, sh, queue_counts, wait_for_queue)
+    finally:  # leave the shared repo's experiments as they were
+        sh(repo, "dvc exp remove sample-pop-s1 sample-pop-s2", check=False)
+        sh(repo, "dvc queue remove sample-ease-s1 sample-ease-s2", check=False)
+        subprocess.run(["rm", "-rf", str(repo / "reports" / "grid_test")], check=True)
+
+
+def check_grid(repo, grid, root, sh, queue_counts, wait_for_queue):
+    flags = "--datasets sample --methods pop ease --seeds 1 2 --set baselines.ease.max_items=10"
+    before = queue_counts(repo)[1:]
+    out = sh(repo, f"{grid} queue {flags} --data-root {root}").stdout
+    assert "4 cells queued, 0 kept" in out
+    sh(repo, "dvc queue start -j 1")
+    with pytest.raises(AssertionError, match="Failed"):  # the two EASE cells fail
+        wait_for_queue(repo, 2, before)
+    _, ok, failed = queue_counts(repo)
+    assert (ok - before[0], failed - before[1]) == (2, 2)
+
+    collect = (f"{grid} collect --datasets sample beauty --methods pop ease lightgcn-con "
+               f"--seeds 1 2 3 --data-root {root} --out reports/grid_test")
+    sh(repo, collect)
+    md = (repo / "reports" / "grid_test" / "leaderboard_all.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
+    cells = json.loads((repo / "reports" / "grid_test" / "grid_cells.json").read_text())
+    by = {c["name"]: c for c in cells}
+    assert by["sample-pop-s1"]["status"] == "done" and by["sample-pop-s3"]["status"] == "missing"
+    assert by["sample-ease-s1"]["status"] == "failed"
+    assert "baselines.ease.max_items=10" in by["sample-ease-s1"]["error"]
+    assert by["beauty-lightgcn-con-s2"]["status"] == "n/a"
+    pop1, pop2 = (by[f"sample-pop-s{s}"] for s in (1, 2))
+    assert pop1["metrics"]["test/recall@20"] == pop2["metrics"]["test/recall@20"]  # no seed in pop
+    assert pop1["wall_s"] > 0 and pop1["peak_rss_mib"] > 50  # from the stage's resource line
+    # the markdown: pop 2 of 3 seeds with a mean ± std, EASE's error line, the n/a reason
+    assert "2/3" in md and "seed 3 missing" in md
+    assert "failed: baselines failed:" in md and "max_items=10" in md
+    assert "n/a: no text to profile" in md
+    assert f"{pop1['metrics']['test/recall@20']:.4f} ± 0.0000" in md
+    assert rows  # a table was written
+    assert (repo / "reports" / "grid_test" / "leaderboard_all_sample.png").stat().st_size > 1000
+
+    # collecting again reads the same experiments: same table, nothing queued or run
+    n = queue_counts(repo)[1:]
+    sh(repo, collect)
+    assert (repo / "reports" / "grid_test" / "leaderboard_all.md").read_text() == md
+    again = sh(repo, f"{grid} queue {flags} --data-root {root}").stdout
+    assert "0 cells queued, 4 kept" in again and queue_counts(repo)[1:] == n
+
+
+def test_every_stage_prints_its_resource_line_even_when_it_fails(tmp_path):
+    """The collector's wall time and memory come from this line: a stage that fails on a
+    bad param still prints it, with its exit code."""
+    from recpipe.resources import parse
+
+    (tmp_path / "params.yaml").write_text("split: {protocol: bogus}\n")
+    res = subprocess.run([sys.executable, str(ROOT / "stages" / "split.py"), "--params",
+                          str(tmp_path / "params.yaml"), "--interim", str(tmp_path / "i"),
+                          "--ingest-report", str(tmp_path / "r.json"), "--out",
+                          str(tmp_path / "p"), "--metrics", str(tmp_path / "m.json")],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert res.returncode == 2 and "protocol" in res.stderr
+    (line,) = parse(res.stderr)
+    assert line["stage"] == "split" and line["rc"] == 2 and line["wall_s"] >= 0
+    assert line["peak_rss_mib"] > 10 and line["peak_gpu_mib"] == 0
+
+
+def test_the_table_has_per_domain_columns_and_tests_against_the_best_baseline():
+    """From records alone: the headline K's recall and NDCG, each domain's recall (up to 4
+    domains, else only macro and spread), and a paired t-test against the best baseline."""
+    from recpipe.grid.collect import Record, markdown, rows
+
+    def full(x, domains):
+        m = {"test/recall@10": x / 2, "test/recall@20": x, "test/ndcg@20": x / 3,
+             "test/recall@20/macro": x, "test/recall@20/spread": 0.01, "test/units": 50}
+        m.update({f"test/recall@20/{d}": x + i / 100 for i, d in enumerate(domains)})
+        return m
+
+    for domains, shown in ((["Books", "Games"], True), ([f"d{i}" for i in range(5)], False)):
+        recs = []
+        for c in plan(["sample"], ["pop", "bprmf", "hum"], [1, 2, 3], "/nowhere"):
+            x = {"pop": 0.20, "bprmf": 0.25, "hum": 0.30}[c.method] + c.seed / 1000
+            if c.method == "hum":
+                x += (0.001, 0.004, 0.002)[c.seed - 1]  # paired differences that vary
+            recs.append(Record(c, "done", metrics=full(x, domains)))
+        table = rows(recs)
+        hum = next(r for r in table["sample"] if r.method == "hum")
+        assert hum.versus == "bprmf" and hum.p == pytest.approx(paired_p(
+            {s: 0.30 + s / 1000 + (0.001, 0.004, 0.002)[s - 1] for s in (1, 2, 3)},
+            {s: 0.25 + s / 1000 for s in (1, 2, 3)}))
+        md = markdown(table, 9)
+        head = next(line for line in md.splitlines() if line.startswith("| method"))
+        assert "recall@20 | ndcg@20" in head and "recall@10" not in head
+        assert ("recall@20/Books" in head) == shown and "recall@20/spread" in head
+        assert f"{hum.p:.3f} (bprmf)" in md
