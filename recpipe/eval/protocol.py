@@ -36,7 +36,7 @@ PRESETS: dict[str, dict] = {
     "hum": dict(ks=[1, 5, 10, 20], mask_train=False, mask_valid_at_test=False,
                 candidates="target_domain", recall_denominator="full", ndcg_idcg="standard",
                 average="users_with_targets", also_truncated=False, per_domain=True,
-                valid_candidates="seen"),
+                valid_candidates="seen", subsets=True),
 }
 
 
@@ -68,6 +68,12 @@ class EvalConfig:
     also_truncated: bool = True
     # per-domain tables and their macro average on multi-domain data
     per_domain: bool = True
+    # sample-level units only: also the Long-tail and Hetero blocks of HUM's tables, with the
+    # project's definitions (recpipe/eval/subsets.py): `longtail/<metric>` over samples whose
+    # target is in the least popular `longtail_share` of its domain's items (training counts),
+    # `hetero/<metric>` over samples whose history spans >= 2 domains; each per domain too
+    subsets: bool = False
+    longtail_share: float = field(default=0.8, metadata=rng(0.0, 1.0, lo_open=True))
     # torch (batched topk) | faiss (embedding methods only)
     backend: str = field(default="torch", metadata=choice("torch", "faiss"))
     # faiss index_factory string: Flat is exact; HNSW32, IVF1024,Flat are approximate

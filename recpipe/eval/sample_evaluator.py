@@ -65,6 +65,10 @@ def evaluate_samples(scorer, samples: Samples, data: SplitData, cfg: EvalConfig)
         dvals = {prefix + k: v for k, v in unit_metrics(idx[pieces], ok[pieces], t, cfg).items()}
         per = pl.DataFrame({"domain": [data.domains[d] for d in doms], **dvals})
         summary.update(domain_summary(per, list(dvals), data.domains))
+    if cfg.subsets:  # HUM's Long-tail and Hetero blocks (recpipe/eval/subsets.py)
+        from recpipe.eval.subsets import summaries
+
+        summary.update(summaries(df, list(vals), samples, data, cfg))
     return EvalResult(df, summary)
 
 
