@@ -65,7 +65,9 @@ def evaluate_samples(scorer, samples: Samples, data: SplitData, cfg: EvalConfig)
         dvals = {prefix + k: v for k, v in unit_metrics(idx[pieces], ok[pieces], t, cfg).items()}
         per = pl.DataFrame({"domain": [data.domains[d] for d in doms], **dvals})
         summary.update(domain_summary(per, list(dvals), data.domains))
-    if cfg.subsets:  # HUM's Long-tail and Hetero blocks (recpipe/eval/subsets.py)
+    if cfg.subsets and samples.pos is not None:
+        # HUM's Long-tail and Hetero blocks (recpipe/eval/subsets.py): per-interaction samples
+        # only, since a user-level unit has no single target and history
         from recpipe.eval.subsets import summaries
 
         summary.update(summaries(df, list(vals), samples, data, cfg))
