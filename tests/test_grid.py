@@ -60,9 +60,10 @@ def test_a_queued_grid_collects_done_failed_missing_and_na_cells(dag_repo, tmp_p
     """Real experiments in the README's DAG repo: pop over seeds 1 and 2 finishes, EASE seed 1
     fails on a catalogue above its limit (a real ParamError), seed 3 was never queued (missing),
     and LightGCN-con on text-less Beauty does not apply; collecting twice retrains nothing."""
-    from test_readme_commands import queue_counts, sh, wait_for_queue
+    from test_readme_commands import queue_counts, reset, sh, wait_for_queue
 
     repo, _ = dag_repo
+    reset(repo)  # every output of the lock in the cache, as `dvc repro` left it
     grid = f"{sys.executable} -m recpipe.cli grid"
     root = tmp_path  # Beauty's folder exists (its cells are n/a for their reason, not absent)
     (root / "s3rec_seq").mkdir()

@@ -51,6 +51,22 @@ def _states() -> dict[str, str]:
     return {n: e["state"] for n, e in experiments(json.loads(res.stdout)).items()}
 
 
+def missing_outputs() -> list[str]:
+    """Outputs dvc.lock records that the cache does not hold. A queued experiment saves every
+    output of the lock when it ends, so it fails on them (a fresh clone without `dvc repro` or
+    `dvc pull`)."""
+    res = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"dvc status failed: {res.stderr.strip()}")
+    out = []
+    for entries in json.loads(res.stdout or "{}").values():
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict):
+                outs = e.get("changed outs") or {}
+                out += [path for path, why in outs.items() if why == "not in cache"]
+    return sorted(set(out))
+
+
 def run(args) -> int:
     from recpipe.grid.collect import collect, write
     from recpipe.grid.plan import plan
@@ -71,6 +87,12 @@ def run(args) -> int:
         paths = write(collect(Path.cwd(), cells), Path(args.out))
         print("\n".join(map(str, paths)))
         return 0
+    if not args.dry_run and (missing := missing_outputs()):
+        print(f"recpipe grid: dvc.lock records {len(missing)} output(s) that are not in the DVC "
+              f"cache ({', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}); every queued "
+              f"experiment would fail saving them. Run `dvc repro` (or `dvc pull` from your "
+              f"remote) first.", file=sys.stderr)
+        return 2
     states = {} if args.dry_run else _states()
     queued = kept = 0
     for c in cells:
