@@ -279,7 +279,7 @@ def markdown(table: dict[str, list[Row]], n_exps: int) -> str:
                 "wall s", "peak RSS MiB", "peak GPU MiB", "setup", "notes"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
-            p = "–" if r.p is None else f"{r.p:.3f} ({r.versus})"
+            p = "–" if r.p is None else f"{'<0.001' if r.p < 0.001 else f'{r.p:.3f}'} ({r.versus})"
             cells = [r.method, r.status, *[_fmt(r.values.get(k)) for k in cols], p,
                      "–" if r.wall_s is None else f"{r.wall_s:.0f}",
                      "–" if r.peak_rss_mib is None else str(r.peak_rss_mib),
