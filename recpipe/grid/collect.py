@@ -206,13 +206,13 @@ def rows(records: list[Record]) -> dict[str, list[Row]]:
     groups: dict[tuple[str, str], list[Record]] = {}
     for r in records:
         groups.setdefault((r.cell.dataset, r.cell.method), []).append(r)
+    keys = {ds: primary_key([r for r in records if r.cell.dataset == ds])
+            for ds in dict.fromkeys(r.cell.dataset for r in records)}
     for (ds, method), recs in groups.items():
         done = [r for r in recs if r.status == "done"]
-        key = primary_key([r for r in records if r.cell.dataset == ds])
+        key = keys[ds]
         values = {}
         for k in sorted({k for r in done for k in r.metrics if k.startswith("test/") and not k.endswith("_std")}):
-            if not isinstance(done[0].metrics.get(k, 0), (int, float)):
-                continue
             xs = [float(r.metrics[k]) for r in done if isinstance(r.metrics.get(k), (int, float))]
             if xs:
                 values[k] = mean_std(xs)

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-BACKBONES = ("lightgcn", "gccf", "sgl", "simgcl", "dccf", "autocf")  # recpipe.graph.BACKBONES
+from recpipe.baselines import MODELS as CLASSIC  # names only here: no torch at import
+from recpipe.graph import BACKBONES  # names only: the backbones import lazily
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Method:
 
 def _methods() -> dict[str, Method]:
     out = {m: Method(f"baselines@{m}", f"metrics/{m}.json", "baselines",
-                     f"models/baselines/{m}/metrics.json") for m in ("pop", "itemknn", "ease", "bprmf")}
+                     f"models/baselines/{m}/metrics.json") for m in CLASSIC}
     profile = ("profile.backend", "profile.model", "embed.model")
     for b in BACKBONES:
         for a in ("none", "con", "gen"):
@@ -82,7 +83,7 @@ def _methods() -> dict[str, Method]:
 
 
 METHODS: dict[str, Method] = _methods()
-BASELINES = ("pop", "itemknn", "ease", "bprmf", *(f"{b}-none" for b in BACKBONES), "mmhcl", "sasrec")
+BASELINES = (*CLASSIC, *(f"{b}-none" for b in BACKBONES), "mmhcl", "sasrec")
 REASONS = {"text": "no text to profile", "titles": "no item titles", "domains": "a single domain"}
 
 
