@@ -58,6 +58,12 @@ class PretrainBatches(_Source):
     def __len__(self) -> int:  # an alternating epoch (warm-up epochs are shorter)
         return -(-len(self.users) // self.batch_size) + -(-len(self.docs) // self.batch_size)
 
+    def epoch_len(self) -> int:
+        """Batches the next epoch() yields: a warm-up epoch has no collaborative ones. The loop
+        asks before each epoch, so data-parallel processes split exactly these."""
+        col = -(-len(self.users) // self.batch_size) if self.e >= self.warmup else 0
+        return col + -(-len(self.docs) // self.batch_size)
+
     def epoch(self):
         e, self.e = self.e, self.e + 1
         if e >= self.warmup:

@@ -33,6 +33,9 @@ SETS = ("col", "con")
 
 class CLLM4Rec(nn.Module):
     trainable_state_only = True  # checkpoints hold the embedding sets, not the frozen LM
+    # a collaborative batch leaves the content set without a gradient and the reverse (the
+    # regulariser stops it): data-parallel training must expect unused parameters
+    ddp_unused_parameters = True
 
     def __init__(self, lm, ids, mode: str = "clean", lambda_v: float = 1.0, ce_chunk: int = 1024,
                  content: bool = True):

@@ -130,7 +130,10 @@ class DistBackend(Backend):
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         # broadcast_buffers=False: buffers that hold per-process statistics (HUM's per-domain
         # loss sums) must not be overwritten by process 0's at every forward
-        return DDP(_loss_forward(model), device_ids=ids, broadcast_buffers=False)
+        # a model whose batches each train a part of it (CLLM4Rec's two sets) says so: DDP
+        # then looks for the parameters a step left without a gradient
+        return DDP(_loss_forward(model), device_ids=ids, broadcast_buffers=False,
+                   find_unused_parameters=getattr(model, "ddp_unused_parameters", False))
 
     def loss(self, net, batch, sync: bool = True):
         with nullcontext() if sync else net.no_sync():

@@ -30,6 +30,10 @@ What the loop needs from its arguments (duck-typed, so a model is a plain nn.Mod
                                                   (recpipe.llm.flops computes both)
     data.epoch() -> iterable of batches           one epoch; a batch is a tuple of arrays
     data.state() / data.load_state(s)             the batch source's RNG state (JSON-able)
+    len(data), data.epoch_len()                   batches per epoch (data-parallel runs need
+                                                  it); epoch_len, when epochs differ: the next
+    model.ddp_unused_parameters                   optional True: a step may leave parameters
+                                                  without a gradient (DDP must look for them)
     validate(model) -> {metric: value}            the validation summary (no grad, eval mode)
 
 Everything device-specific goes through `recpipe.train.backend.Backend`, the seam where the LLM
@@ -241,6 +245,12 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
     def over_budget() -> bool:
         return bool(cfg.time_budget_s) and time.perf_counter() - t_start >= cfg.time_budget_s
 
+    def consumed(b: int) -> int:
+        """Batches of the epoch used up when this process's batch b completes a step: the end
+        of b's group of W (one per process), the same on every process, so all of them agree
+        on a mid-epoch checkpoint and resume from one position."""
+        return b - be.rank + be.world
+
     def step(micro: int, at: float, pos: int, total, n: int) -> None:
         """One optimiser step over `micro` accumulated micro-batches at fractional epoch `at`;
         then the caps, and a mid-epoch checkpoint every `save_every` steps (`pos` batches of
@@ -275,6 +285,9 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
         net.train()
         if hasattr(model, "on_epoch_start") and not st.pos:  # a mid-epoch resume: the
             model.on_epoch_start()  # checkpoint holds the state the epoch's start had set
+        if per_epoch and hasattr(data, "epoch_len"):  # epochs of their own length (CLLM4Rec's
+            usable = be.usable(data.epoch_len())  # warm-up): every process must know it
+            mine = usable // be.world
         t0, total, n, pending = time.perf_counter(), st.part_loss, st.part_n, 0
         tokens = samples = 0
         skip, st.pos, st.part_loss, st.part_n = st.pos, 0, 0.0, 0
@@ -301,12 +314,14 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                     samples += len(next(iter(batch.values())) if isinstance(batch, dict)
                                    else batch[0])
                 if pending == cfg.grad_accum:
-                    step(pending, epoch + b / per_epoch if per_epoch else epoch, b + 1, total, n)
+                    step(pending, epoch + b / per_epoch if per_epoch else epoch, consumed(b),
+                         total, n)
                     pending = 0
                     if st.stopped:
                         break
             if pending:
-                step(pending, epoch + b / per_epoch if per_epoch else epoch, b + 1, total, n)
+                step(pending, epoch + b / per_epoch if per_epoch else epoch, consumed(b), total,
+                     n)
         st.pos, st.part_loss, st.part_n = 0, 0.0, 0  # the epoch is whole: no position to keep
         row = {"epoch": epoch, "loss": be.mean(float(total) / max(n, 1)),
                "epoch_s": time.perf_counter() - t0}
