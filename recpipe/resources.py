@@ -50,9 +50,19 @@ def report(stage: str, main: Callable[[], int]) -> int:
         rc = e.code if isinstance(e.code, int) else 1
         raise
     finally:
-        print(f"{PREFIX} stage={stage} rc={rc} wall_s={time.perf_counter() - t0:.1f} "
-              f"peak_rss_mib={peak_rss_mib()} peak_gpu_mib={peak_gpu_mib()}",
-              file=sys.stderr, flush=True)
+        if _reports():
+            print(f"{PREFIX} stage={stage} rc={rc} wall_s={time.perf_counter() - t0:.1f} "
+                  f"peak_rss_mib={peak_rss_mib()} peak_gpu_mib={peak_gpu_mib()}",
+                  file=sys.stderr, flush=True)
+
+
+def _reports() -> bool:
+    """One line per stage run: not from a relaunched stage's processes (the process that
+    started them reports, its children's peak included), nor from a launcher's process other
+    than 0."""
+    import os
+
+    return "RECPIPE_RELAUNCHED" not in os.environ and os.environ.get("RANK", "0") == "0"
 
 
 def parse(log: str) -> list[dict]:

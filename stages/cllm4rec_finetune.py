@@ -47,7 +47,6 @@ def load_sets(folder: Path, n_users: int, n_items: int) -> dict:
 def run(p, eval_cfg, seeds, processed: Path, pre: Path, out: Path, metrics: Path,
         plots: Path) -> dict:
     import torch
-    from dvclive import Live
     from safetensors.torch import save_file
 
     from recpipe.cllm4rec.data import documents
@@ -57,24 +56,28 @@ def run(p, eval_cfg, seeds, processed: Path, pre: Path, out: Path, metrics: Path
     from recpipe.eval.seeds import run_seeds
     from recpipe.io import write_hparams
     from recpipe.llm.backbone import describe
+    from recpipe.llm.launch import is_worker, stage_live
     from recpipe.train.device import pick_device
 
     device = pick_device(p.device)
     if p.threads:
         torch.set_num_threads(p.threads)
     data = load_view(processed)
-    write_hparams(out / "hparams.json", model="cllm4rec", params=p,
-                  train=p.finetune_params().train_config(), eval=eval_cfg, seeds=list(seeds),
-                  device=device)
+    if not is_worker():
+        write_hparams(out / "hparams.json", model="cllm4rec", params=p,
+                      train=p.finetune_params().train_config(), eval=eval_cfg, seeds=list(seeds),
+                      device=device)
 
     def one(s):
         t0 = time.perf_counter()
         tables = load_sets(s.under(pre), data.n_users, data.n_items)
         st = setup(p, processed, data, s.value, device)
         sig = signature(p, s.value, data, "finetune", *(t.numpy() for t in tables.values()))
-        with Live(str(s.under(plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        with stage_live(s.under(plots)) as live:
             res = finetune(st, tables, eval_cfg, ckpt=s.under(out) / "ckpt", live=live,
                            signature=sig)
+        if res is None:  # a launcher's process other than 0: it trained; 0 writes
+            return None
         model, f = res["model"], res["fit"]
         save_file({f"{'rec' if name == 'col' else name}.{part}": w.detach().contiguous().cpu()
                    for name, t in model.sets.items()
@@ -113,15 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from recpipe.cllm4rec.run import configure
         from recpipe.eval.protocol import resolve
+        from recpipe.llm.launch import relaunch
 
         params = load_params(args.params)
         p, seeds = configure(params)
+        rc = relaunch(p.processes, __file__, argv)  # cllm4rec.processes > 1: under torchrun
+        if rc is not None:
+            return rc
         m = run(p, resolve(params.get("eval")), seeds, Path(args.processed), Path(args.pretrain),
                 Path(args.out), Path(args.metrics), Path(args.plots))
     except (ParamError, PretrainMissing) as e:
         print(f"cllm4rec_finetune failed: {e}", file=sys.stderr)
         return 2
-    if len(seeds) > 1:
+    if len(seeds) > 1 and m:
         print(f"cllm4rec finetune: over {len(seeds)} seeds: test recall@20 "
               f"{m['test/recall@20']:.4f} ± {m['test/recall@20_std']:.4f}")
     return 0

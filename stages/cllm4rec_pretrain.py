@@ -22,12 +22,12 @@ from recpipe.config import ParamError, load_params
 
 def run(p, seeds, processed: Path, out: Path, plots: Path) -> list[dict]:
     import torch
-    from dvclive import Live
     from safetensors.torch import save_file
 
     from recpipe.cllm4rec.run import pretrain, setup, signature
     from recpipe.data.view import load_view
     from recpipe.io import write_hparams, write_json
+    from recpipe.llm.launch import is_worker, stage_live
     from recpipe.train.device import pick_device
     from recpipe.train.seeds import Seed
 
@@ -35,8 +35,9 @@ def run(p, seeds, processed: Path, out: Path, plots: Path) -> list[dict]:
     if p.threads:
         torch.set_num_threads(p.threads)
     data = load_view(processed)
-    write_hparams(out / "hparams.json", model="cllm4rec", params=p,
-                  train=p.pretrain_params().train_config(), seeds=list(seeds), device=device)
+    if not is_worker():
+        write_hparams(out / "hparams.json", model="cllm4rec", params=p,
+                      train=p.pretrain_params().train_config(), seeds=list(seeds), device=device)
     heads = []
     for value in seeds:
         s, t0 = Seed(value, len(seeds) > 1), time.perf_counter()
@@ -44,9 +45,11 @@ def run(p, seeds, processed: Path, out: Path, plots: Path) -> list[dict]:
         print(f"cllm4rec pretrain: {data.n_users:,} users, {data.n_items:,} items, backbone "
               f"{p.model}, mode {p.mode}, seed {value}: {len(st.users):,} training users, "
               f"{len(st.docs):,} documents ({st.text_source or 'none'})")
-        with Live(str(s.under(plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        with stage_live(s.under(plots)) as live:
             model, f = pretrain(st, ckpt=s.under(out) / "ckpt", live=live,
                                 signature=signature(p, value, data, "pretrain"))
+        if is_worker():  # a launcher's process other than 0: it trained; 0 writes
+            continue
         save_file({f"{name}.{part}": w for name, t in model.sets.items()
                    for part, w in (("user", t.weight[:data.n_users]),
                                    ("item", t.weight[data.n_users:]))
@@ -74,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         from recpipe.cllm4rec.run import configure
+        from recpipe.llm.launch import relaunch
 
         p, seeds = configure(load_params(args.params))
+        rc = relaunch(p.processes, __file__, argv)  # cllm4rec.processes > 1: under torchrun
+        if rc is not None:
+            return rc
         run(p, seeds, Path(args.processed), Path(args.out), Path(args.plots))
     except ParamError as e:
         print(f"cllm4rec_pretrain failed: {e}", file=sys.stderr)

@@ -36,7 +36,6 @@ def configure(params: dict):
 def run(p, eval_cfg, seeds, processed: Path, mmhcl: Path, sasrec: Path, out: Path, metrics: Path,
         plots: Path) -> dict:
     import torch
-    from dvclive import Live
     from safetensors.torch import save_file
 
     from recpipe.data.view import load_view
@@ -44,6 +43,7 @@ def run(p, eval_cfg, seeds, processed: Path, mmhcl: Path, sasrec: Path, out: Pat
     from recpipe.hellm.run import exports, fit
     from recpipe.io import write_hparams
     from recpipe.llm.backbone import describe
+    from recpipe.llm.launch import is_worker, stage_live
     from recpipe.llm.lora import save_adapter, trainable_summary
     from recpipe.train.checkpoint import fingerprint
     from recpipe.train.device import pick_device
@@ -54,8 +54,9 @@ def run(p, eval_cfg, seeds, processed: Path, mmhcl: Path, sasrec: Path, out: Pat
     data = load_view(processed)
     print(f"hellm: {data.n_users:,} users, {data.n_items:,} items, backbone {p.model}, mode "
           f"{p.mode}, device {device}, seed(s) {', '.join(map(str, seeds))}")
-    write_hparams(out / "hparams.json", model="hellm", params=p, train=p.train_config(),
-                  eval=eval_cfg, seeds=list(seeds), device=device)
+    if not is_worker():
+        write_hparams(out / "hparams.json", model="hellm", params=p, train=p.train_config(),
+                      eval=eval_cfg, seeds=list(seeds), device=device)
 
     def one(s):  # s.under(x): x, or x/seed<k> with several seeds
         t0 = time.perf_counter()
@@ -64,9 +65,11 @@ def run(p, eval_cfg, seeds, processed: Path, mmhcl: Path, sasrec: Path, out: Pat
         sig = fingerprint(replace(p, train={}, device="", threads=0, eval_batch_size=0),
                           p.train_config().resume_key(), eval_cfg, s.value, data,
                           mm, sa, code=("train", "eval", "hellm", "llm"))
-        with Live(str(s.under(plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        with stage_live(s.under(plots)) as live:
             res = fit(data, p, eval_cfg, s.value, mm, sa, device=device,
                       ckpt=s.under(out) / "ckpt", live=live, signature=sig)
+        if res is None:  # a launcher's process other than 0: it trained; 0 writes
+            return None
         model, f = res["model"], res["fit"]  # the model holds the kept (best validated) state
         save_adapter(model.lm, s.under(out) / "adapter")
         save_file({k: v.detach().contiguous().cpu() for k, v in model.named_parameters()
@@ -100,14 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         from recpipe.hellm.run import ExportError
+        from recpipe.llm.launch import relaunch
 
         p, eval_cfg, seeds = configure(load_params(args.params))
+        rc = relaunch(p.processes, __file__, argv)  # hellm.processes > 1: under torchrun
+        if rc is not None:
+            return rc
         m = run(p, eval_cfg, seeds, Path(args.processed), Path(args.mmhcl), Path(args.sasrec),
                 Path(args.out), Path(args.metrics), Path(args.plots))
     except (ParamError, ExportError) as e:
         print(f"hellm failed: {e}", file=sys.stderr)
         return 2
-    if len(seeds) > 1:
+    if len(seeds) > 1 and m:
         print(f"hellm: over {len(seeds)} seeds: test ndcg@10 {m['test/ndcg@10']:.4f} ± "
               f"{m['test/ndcg@10_std']:.4f}")
     return 0

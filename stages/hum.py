@@ -38,13 +38,13 @@ def configure(params: dict):
 
 def run(p, eval_cfg, seeds, processed: Path, out: Path, metrics: Path, plots: Path) -> dict:
     import torch
-    from dvclive import Live
 
     from recpipe.data.view import load_view
     from recpipe.eval.seeds import run_seeds
     from recpipe.hum.run import fit
     from recpipe.io import write_hparams
     from recpipe.llm.backbone import describe
+    from recpipe.llm.launch import is_worker, stage_live
     from recpipe.llm.lora import save_adapter, trainable_summary
     from recpipe.train.checkpoint import fingerprint
     from recpipe.train.device import pick_device
@@ -54,13 +54,14 @@ def run(p, eval_cfg, seeds, processed: Path, out: Path, metrics: Path, plots: Pa
         torch.set_num_threads(p.threads)
     data = load_view(processed)
     if not any(t.strip() for t in data.item_titles):
-        return skip(out, metrics, plots)
+        return {} if is_worker() else skip(out, metrics, plots)
     units = "samples (one per interaction)" if eval_cfg.average == "samples" else "users"
     print(f"hum: {data.n_users:,} users, {data.n_items:,} items, {len(data.domains)} domains "
           f"({', '.join(data.domains)}), backbone {p.model}, mode {p.mode}, units {units}, "
           f"device {device}, seed(s) {', '.join(map(str, seeds))}")
-    write_hparams(out / "hparams.json", model="hum", params=p, train=p.train_config(),
-                  eval=eval_cfg, seeds=list(seeds), device=device)
+    if not is_worker():
+        write_hparams(out / "hparams.json", model="hum", params=p, train=p.train_config(),
+                      eval=eval_cfg, seeds=list(seeds), device=device)
 
     def one(s):  # s.under(x): x, or x/seed<k> with several seeds
         t0 = time.perf_counter()
@@ -68,9 +69,11 @@ def run(p, eval_cfg, seeds, processed: Path, out: Path, metrics: Path, plots: Pa
         sig = fingerprint(replace(p, train={}, device="", threads=0, eval_batch_size=0),
                           p.train_config().resume_key(), eval_cfg, s.value, data,
                           code=("train", "eval", "hum", "llm"))
-        with Live(str(s.under(plots)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        with stage_live(s.under(plots)) as live:
             res = fit(data, p, eval_cfg, s.value, device=device, ckpt=s.under(out) / "ckpt",
                       live=live, signature=sig)
+        if res is None:  # a launcher's process other than 0: it trained; 0 writes
+            return None
         model, f = res["model"], res["fit"]  # the model holds the kept (best validated) state
         save_adapter(model.lm, s.under(out) / "adapter")
         t = res["test"].summary
@@ -118,13 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", required=True, help="folder for the dvclive curves")
     args = ap.parse_args(argv)
     try:
+        from recpipe.llm.launch import relaunch
+
         p, eval_cfg, seeds = configure(load_params(args.params))
+        rc = relaunch(p.processes, __file__, argv)  # hum.processes > 1: under torchrun
+        if rc is not None:
+            return rc
         m = run(p, eval_cfg, seeds, Path(args.processed), Path(args.out), Path(args.metrics),
                 Path(args.plots))
     except ParamError as e:
         print(f"hum failed: {e}", file=sys.stderr)
         return 2
-    if len(seeds) > 1 and "status" not in m:
+    if len(seeds) > 1 and m and "status" not in m:
         print(f"hum: over {len(seeds)} seeds: test recall@10 {m['test/recall@10']:.4f} ± "
               f"{m['test/recall@10_std']:.4f}")
     return 0

@@ -261,6 +261,10 @@ RULES = [
     Rule(r"recpipe grid collect", check=lambda repo, res: grid_collect_writes(repo)),
     Rule(r"recpipe params"),
     Rule(r"recpipe launch -n 2 examples/ddp_lm\.py /tmp/ddp 1"),
+    Rule(r"dvc exp run hum -S hum\.processes=2",
+         why="tests/test_stage_launch.py runs the hum stage as DVC starts it with processes 2 "
+             "and checks it against one process; the Amazon 2023 HUM command runs "
+             "`dvc exp run hum` through DVC"),
     Rule(r"python examples/ddp_lm\.py /tmp/one 2"),
 ]
 

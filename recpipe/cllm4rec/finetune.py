@@ -53,9 +53,11 @@ class CLLM4RecScorer:
 def finetune(s: Setup, tables: dict, eval_cfg, *, ckpt=None, live=None, signature: str = "",
              progress: bool = True) -> dict:
     """Finetune the rec set from pretrained `tables`; {"valid", "test", "model", "fit",
-    "eval_users", "best_epoch"} with valid and test at the kept (best validated) state."""
+    "eval_users", "best_epoch"} with valid and test at the kept (best validated) state; None on
+    a launcher's process other than 0 (it trains only)."""
     from recpipe.cllm4rec.batches import FinetuneBatches
     from recpipe.eval.evaluator import evaluate
+    from recpipe.llm.launch import is_worker
     from recpipe.train.loop import fit
 
     fp = s.p.finetune_params()
@@ -74,6 +76,8 @@ def finetune(s: Setup, tables: dict, eval_cfg, *, ckpt=None, live=None, signatur
     res = fit(model, batches, tc, device=s.device, ckpt=ckpt, live=live, signature=signature,
               progress=progress, desc="cllm4rec finetune",
               validate=lambda m: evaluate(scorer, s.data, valid_cfg, "valid", eval_users).summary)
+    if is_worker():  # under a launcher: process 0 evaluates and writes
+        return None
     return {"valid": evaluate(scorer, s.data, eval_cfg, "valid", eval_users),
             "test": evaluate(scorer, s.data, eval_cfg, "test", eval_users),
             "model": model, "fit": res, "best_epoch": res.best_epoch, "eval_users": eval_users}

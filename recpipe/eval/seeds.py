@@ -94,7 +94,8 @@ def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path:
               out_dir: str | Path, **extra) -> dict:
     """Run `fit` once per seed, write the full files and the headline; return the full dict.
 
-    fit(seed: Seed) -> ({part: EvalResult}, {extra key: value}) or just {part: EvalResult};
+    fit(seed: Seed) -> ({part: EvalResult}, {extra key: value}) or just {part: EvalResult},
+    or None on a launcher's process other than 0 (then nothing is written and {} returned);
     the stage trains with `seed.value` and puts its own seed-specific files (curves,
     checkpoints) under `seed.under(folder)`. `cfg` is the EvalConfig; `extra` (e.g.
     model="bprmf") goes into every metrics file. The full metrics go to
@@ -110,6 +111,8 @@ def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path:
     for value in seeds:
         s = Seed(value, multi)
         got = fit(s)
+        if got is None:  # a launcher's process other than 0 trained alongside; 0 writes
+            continue
         results, more = got if isinstance(got, tuple) else (got, {})
         folder = s.under(out_dir)
         per_user = folder / "per_user.parquet"
@@ -120,6 +123,8 @@ def run_seeds(seeds: list[int], fit: Callable[[Seed], tuple], cfg, metrics_path:
             return m
         per_seed.append(m)
         paths.append((folder / FULL_NAME).as_posix())
+    if not per_seed:
+        return {}
     agg = aggregate(per_seed, seeds, paths)
     write_json(out_dir / FULL_NAME, agg)
     write_headline(metrics_path, agg)

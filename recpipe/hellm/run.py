@@ -100,10 +100,12 @@ def fit(data, p, eval_cfg, seed: int, mmhcl, sasrec, *, device: str = "cpu",
         ckpt: str | Path | None = None, live=None, signature: str = "",
         progress: bool = True) -> dict:
     """Train one HeLLM on `data` (DataView); return {"valid", "test": EvalResult at the kept
-    state, "best_epoch", "model", "fit", "users", "eval_users"}."""
+    state, "best_epoch", "model", "fit", "users", "eval_users"}, or None on a launcher's
+    process other than 0 (it trains only)."""
     from recpipe.eval.evaluator import evaluate
     from recpipe.hellm.data import SampleBatches
     from recpipe.llm.flops import peak_flops, train_flops_per_token
+    from recpipe.llm.launch import is_worker
     from recpipe.train.loop import fit as loop_fit
 
     model, opt = build(p, mmhcl, sasrec, seed, device)
@@ -132,6 +134,8 @@ def fit(data, p, eval_cfg, seed: int, mmhcl, sasrec, *, device: str = "cpu",
     res = loop_fit(model, batches, tc, device=device, ckpt=ckpt, live=live, signature=signature,
                    progress=progress, desc="hellm", optimizer=opt, step_threads=p.threads,
                    lr_lambda=p.lr_lambda(tc.epochs), validate=validate)
+    if is_worker():  # under a launcher: process 0 evaluates and writes
+        return None
     metric = tc.select_metric.split("|")[0]
     validated = [r["epoch"] for r in res.history if f"valid/{metric}" in r]
     epochs = validated[len(validated) - len(valids):]  # those this process ran (not a resumed one's)

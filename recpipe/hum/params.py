@@ -91,6 +91,9 @@ class HUMParams:
     device: str = "auto"
     # CPU threads for torch; 0 = torch's default
     threads: int = field(default=0, metadata=rng(0))
+    # processes that train data-parallel (torchrun: one per GPU, gloo on CPUs); process 0
+    # validates, evaluates and writes. 1 = this process alone
+    processes: int = field(default=1, metadata=rng(1))
     # several seeds in one run (mean and _std in the metrics); [] = the top-level `seed`
     seeds: list = field(default_factory=list)
     # the training loop's keys (recpipe.train.loop.TrainConfig) over TRAIN_DEFAULTS

@@ -163,6 +163,7 @@ def fit(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt=None, live=No
     state, "best_epoch", "model", "fit", "samples", "eval_users", "weights"}."""
     from recpipe.eval.evaluator import evaluate
     from recpipe.llm.flops import peak_flops, train_flops_per_token
+    from recpipe.llm.launch import is_worker
     from recpipe.train.loop import fit as loop_fit
 
     model, opt, texts = build(p, data, seed, device)
@@ -189,6 +190,8 @@ def fit(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt=None, live=No
     res = loop_fit(model, batches, tc, device=device, ckpt=ckpt, live=live, signature=signature,
                    progress=progress, desc="hum", optimizer=opt, step_threads=p.threads,
                    lr_lambda=p.lr_lambda(tc.epochs), validate=validate)
+    if is_worker():  # under a launcher: process 0 evaluates and writes
+        return None
     metric = tc.select_metric.split("|")[0]
     validated = [r["epoch"] for r in res.history if f"valid/{metric}" in r]
     epochs = validated[len(validated) - len(valids):]  # those this process ran

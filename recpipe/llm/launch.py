@@ -9,6 +9,11 @@ device, and its exit code returned; each process then trains through
 recpipe.train.backend.DistBackend (gloo on CPUs, NCCL on GPUs). Started by torchrun or
 `accelerate launch` already, it returns None and the stage goes on. Multi-node runs use either
 launcher directly with its own rendezvous flags; the stages need nothing else.
+
+The LLM stages (hellm, hum, cllm4rec_pretrain, cllm4rec_finetune) take the switch from their
+section's `processes` key through `relaunch`. Under a launcher every process trains (DDP
+averages the gradients); process 0 alone validates, evaluates and writes the outputs, and the
+others (`is_worker()`) write nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
+
+RELAUNCHED = "RECPIPE_RELAUNCHED"
 
 
 def inside_launcher() -> bool:
@@ -37,4 +45,28 @@ def launch(processes: int, script: str, argv: list[str]) -> int | None:
     env = dict(os.environ)
     # torchrun sets 1 thread per process when unset; keep the cores shared out, not oversubscribed
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    env[RELAUNCHED] = "1"  # this process reports the stage's resources; its children do not
     return subprocess.run(command(processes, script, argv), env=env).returncode
+
+
+def is_worker() -> bool:
+    """A launcher's process other than 0: it trains alongside, and leaves validation, test
+    evaluation, curves and every file to process 0."""
+    return int(os.environ.get("RANK", "0")) != 0
+
+
+def relaunch(processes: int, script: str, argv: list[str] | None) -> int | None:
+    """A stage's switch (`<section>.processes`): its exit code after running on `processes`
+    processes, or None when this process should run the stage itself. `argv` None means the
+    command line the stage was started with."""
+    return launch(processes, script, sys.argv[1:] if argv is None else list(argv))
+
+
+def stage_live(folder):
+    """The stage's dvclive logger on process 0; an empty context (None) on the others, so no
+    two processes write one curve folder."""
+    if is_worker():
+        return nullcontext()
+    from dvclive import Live
+
+    return Live(str(folder), dvcyaml=None, save_dvc_exp=False, report=None)

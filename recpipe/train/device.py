@@ -10,6 +10,7 @@ for values that need it.
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 
@@ -41,12 +42,19 @@ def check_device(value: str, key: str) -> None:
 
 
 def pick_device(value: str) -> str:
-    """`auto` -> cuda when torch sees a GPU, else cpu; any other (checked) value as it is."""
-    if value != "auto":
+    """`auto` -> cuda when torch sees a GPU, else cpu; any other (checked) value as it is.
+    Under a launcher that started several processes (LOCAL_RANK, WORLD_SIZE > 1), `auto` and
+    `cuda` on a GPU machine mean this process's own GPU, cuda:LOCAL_RANK."""
+    if value not in ("auto", "cuda"):
         return value
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu" if value == "auto" else value
+    local = os.environ.get("LOCAL_RANK")
+    if local is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{int(local)}"
+    return "cuda"
 
 
 @contextmanager
