@@ -103,6 +103,8 @@ def check_grid(repo, grid, root, sh, queue_counts, wait_for_queue):
     pop1, pop2 = (by[f"sample-pop-s{s}"] for s in (1, 2))
     assert pop1["metrics"]["test/recall@20"] == pop2["metrics"]["test/recall@20"]  # no seed in pop
     assert pop1["wall_s"] > 0 and pop1["peak_rss_mib"] > 50  # from the stage's resource line
+    # each done cell's per-user table, read from the experiment: one test row per scored user
+    assert pop1["units"] == pop1["metrics"]["test/units"] > 100
     # the markdown: pop 2 of 3 seeds with a mean ± std, EASE's error line, the n/a reason
     assert "2/3" in md and "seed 3 missing" in md
     assert "failed: baselines failed:" in md and "max_items=10" in md
@@ -164,3 +166,33 @@ def test_the_table_has_per_domain_columns_and_tests_against_the_best_baseline():
         assert "recall@20 | ndcg@20" in head and "recall@10" not in head
         assert ("recall@20/Books" in head) == shown and "recall@20/spread" in head
         assert ("<0.001" if hum.p < 0.001 else f"{hum.p:.3f}") + " (bprmf)" in md
+
+
+def test_the_users_test_pairs_the_users_both_rows_scored_averaged_over_seeds():
+    """A method that scores a user subsample (the LLM stages on a CPU) is compared with the
+    best baseline on those users only; each user's value is its mean over the seeds."""
+    import numpy as np
+    import polars as pl
+
+    from recpipe.eval.significance import ttest_p
+    from recpipe.grid.collect import Record, markdown, rows
+
+    rng = np.random.default_rng(0)
+    base = {s: rng.random(60) for s in (1, 2, 3)}  # bprmf: 60 users
+    hum = {s: rng.random(20) + 0.1 for s in (1, 2, 3)}  # hum: users 10..29 only
+    users = {"pop": np.arange(60), "bprmf": np.arange(60), "hum": np.arange(10, 30)}
+    recs = []
+    for c in plan(["sample"], ["pop", "bprmf", "hum"], [1, 2, 3], "/nowhere"):
+        v = {"pop": np.full(60, 0.1), "bprmf": base[c.seed], "hum": hum[c.seed]}[c.method]
+        units = pl.DataFrame({"uid": users[c.method], "domain": "all", "recall@20": v})
+        recs.append(Record(c, "done", metrics={"test/recall@20": float(v.mean()),
+                                               "test/units": len(v)}, units=units))
+    table = rows(recs)
+    row = next(r for r in table["sample"] if r.method == "hum")
+    assert row.versus == "bprmf" and row.n_units == 20
+    mine = np.mean([hum[s] for s in (1, 2, 3)], axis=0)
+    theirs = np.mean([base[s][10:30] for s in (1, 2, 3)], axis=0)
+    assert row.p_units == pytest.approx(ttest_p(mine - theirs))
+    assert "(20) |" in markdown(table, 9) and row.p_units != pytest.approx(row.p)
+    best = next(r for r in table["sample"] if r.method == "bprmf")
+    assert best.p_units is None and best.units.height == 60

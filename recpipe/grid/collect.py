@@ -12,9 +12,10 @@ Each cell becomes one record:
   (recpipe/resources.py), summed (wall) and maxed (memory) over the stages the cell ran;
 - its setup: the params that name its backbone or profile model.
 
-Per (dataset, method) row: mean +- sample std over the seeds that finished, and a paired
-t-test over seeds against the best baseline of that dataset (the highest mean among
-`plan.BASELINES`), on the seeds both finished. Nothing is retrained: collecting twice reads
+Per (dataset, method) row: mean +- sample std over the seeds that finished, and two paired
+t-tests against the best baseline of that dataset (the highest mean among `plan.BASELINES`):
+over the seeds both finished, and over the users both scored, each user's value averaged over
+the seeds (its per-user table, recpipe/grid/units.py). Nothing is retrained: collecting twice reads
 the same experiments.
 """
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recpipe.grid.plan import BASELINES, DATASETS, METHODS, Cell
+from recpipe.grid.units import read_units, seed_mean, versus
 from recpipe.resources import parse as parse_resources
 
 # the log lines that name a failure, newest first wins; DVC's own summary line is the fallback
@@ -46,6 +48,7 @@ class Record:
     peak_rss_mib: int | None = None
     peak_gpu_mib: int | None = None
     setup: str = ""
+    units: object = None  # the per-user test table (polars), when the cache holds it
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -144,7 +147,10 @@ def collect(repo: Path, cells: list[Cell], show: list | None = None) -> list[Rec
         log = read_log(repo, c.name, e["log"]) if e is not None and not c.na else ""
         full = (read_full(repo, e["rev"], METHODS[c.method].full)
                 if e is not None and e["state"] == "success" and not c.na else None)
-        out.append(record(c, e, log, full))
+        rec = record(c, e, log, full)
+        if rec.status == "done" and isinstance(full, dict) and full.get("per_user"):
+            rec.units = read_units(repo, e["rev"], full["per_user"])
+        out.append(rec)
     return out
 
 
@@ -198,6 +204,9 @@ class Row:
     p: float | None = None
     versus: str = ""
     key: str | None = None  # the dataset's headline key (primary_key)
+    units: object = None  # per-user headline metric, averaged over the seeds (units.seed_mean)
+    p_units: float | None = None  # paired t-test over the users both rows scored ...
+    n_units: int = 0  # ... and how many they are
 
 
 def rows(records: list[Record]) -> dict[str, list[Row]]:
@@ -236,7 +245,8 @@ def rows(records: list[Record]) -> dict[str, list[Row]]:
             notes, round(sum(walls) / len(walls), 1) if walls else None,
             max((r.peak_rss_mib for r in done if r.peak_rss_mib is not None), default=None),
             max((r.peak_gpu_mib for r in done if r.peak_gpu_mib is not None), default=None),
-            next((r.setup for r in done if r.setup), ""), key=key))
+            next((r.setup for r in done if r.setup), ""), key=key,
+            units=seed_mean([r.units for r in done], key.split("/", 1)[1]) if key else None))
     for ds, rs in out.items():
         base = [r for r in rs if r.method in BASELINES and r.by_seed]
         if not base:
@@ -245,6 +255,8 @@ def rows(records: list[Record]) -> dict[str, list[Row]]:
         for r in rs:
             if r is not best and r.by_seed:
                 r.p, r.versus = paired_p(r.by_seed, best.by_seed), best.method
+                if r.key:
+                    r.p_units, r.n_units = versus(r.units, best.units, r.key.split("/", 1)[1])
     return out
 
 
@@ -257,11 +269,16 @@ def _fmt(v: tuple[float, float | None] | None) -> str:
     return f"{m:.4f}" if s is None else f"{m:.4f} ± {s:.4f}"
 
 
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def markdown(table: dict[str, list[Row]], n_exps: int) -> str:
     intro = (f"Collected by `recpipe grid collect` from {n_exps} experiment(s). Values are test "
-             "metrics, mean ± sample std over the seeds that finished; `p` is a two-sided "
-             "paired t-test over seeds against the best baseline of the dataset (named in the "
-             "column); wall time is the mean over seeds of the stages each cell ran (stages "
+             "metrics, mean ± sample std over the seeds that finished. Against the best baseline "
+             "of the dataset (named in the column), `p seeds` is a two-sided paired t-test over "
+             "seeds, and `p users` one over the users both scored (n), each user's value "
+             "averaged over the seeds. Wall time is the mean over seeds of the stages each cell ran (stages "
              "DVC restored from its cache are not counted), peak memory the largest over them.")
     lines = ["# Leaderboard: every method on one split and one evaluator per dataset", "", intro, ""]
     for ds, rs in table.items():
@@ -275,12 +292,14 @@ def markdown(table: dict[str, list[Row]], n_exps: int) -> str:
                     *(f"{key}/{d}" for d in (subs if len(subs) <= MAX_DOMAINS else [])),
                     *(f"{key}/{d}" for d in ("macro", "spread") if f"{key}/{d}" in keys)]
         lines += [f"## {ds}", "", DATASETS[ds].about + ".", ""]
-        head = ["method", "seeds", *[k.removeprefix("test/") for k in cols], "p vs best baseline",
+        head = ["method", "seeds", *[k.removeprefix("test/") for k in cols], "p seeds",
+                "p users (n)",
                 "wall s", "peak RSS MiB", "peak GPU MiB", "setup", "notes"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
-            p = "–" if r.p is None else f"{'<0.001' if r.p < 0.001 else f'{r.p:.3f}'} ({r.versus})"
-            cells = [r.method, r.status, *[_fmt(r.values.get(k)) for k in cols], p,
+            p = "–" if r.p is None else f"{_p(r.p)} ({r.versus})"
+            pu = "–" if r.p_units is None else f"{_p(r.p_units)} ({r.n_units:,})"
+            cells = [r.method, r.status, *[_fmt(r.values.get(k)) for k in cols], p, pu,
                      "–" if r.wall_s is None else f"{r.wall_s:.0f}",
                      "–" if r.peak_rss_mib is None else str(r.peak_rss_mib),
                      "–" if not r.peak_gpu_mib else str(r.peak_gpu_mib), r.setup or "–",
@@ -328,6 +347,7 @@ def write(records: list[Record], out: Path) -> list[Path]:
     cells = [{"name": r.cell.name, "dataset": r.cell.dataset, "method": r.cell.method,
               "seed": r.cell.seed, "status": r.status, "error": r.error, "metrics": r.metrics,
               "wall_s": r.wall_s, "peak_rss_mib": r.peak_rss_mib, "peak_gpu_mib": r.peak_gpu_mib,
-              "setup": r.setup} for r in records]
+              "setup": r.setup, "units": None if r.units is None else r.units.height}
+             for r in records]
     (out / "grid_cells.json").write_text(json.dumps(cells, indent=1) + "\n")
     return [md, out / "grid_cells.json", *plot(table, out)]
