@@ -369,3 +369,42 @@ def test_a_run_killed_inside_an_epoch_resumes_at_its_batch(tmp_path):
     assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6)
     assert resumed["w"] == pytest.approx(full["w"], rel=1e-6)
     assert resumed["steps"] == full["steps"] == 45 and resumed["best"] == full["best"]
+
+
+def test_a_two_process_run_killed_inside_an_epoch_resumes_at_its_batch(tmp_path):
+    """The same run on 2 gloo processes under torchrun (2 x grad_accum 2 = 4 batches a step,
+    8 steps an epoch, the last one short): both processes must agree on where a mid-epoch
+    checkpoint stands, so the killed run resumes at one position and ends as the
+    uninterrupted one. The processes draw the same number of dropout values per step, so
+    process 0's saved RNG state is every process's."""
+    script = tmp_path / "run.py"
+    script.write_text(MID_EPOCH_RUN.replace(
+        "json.dump(", "import os\n"
+        "if os.environ.get('RANK', '0') == '0':\n    json.dump("))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    for k in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        env.pop(k, None)
+
+    def run(c, o, d):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", str(script), c, str(o), d]
+
+    subprocess.run(run("", tmp_path / "full.json", "0"), env=env, check=True, timeout=180)
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen(run(str(ckpt), tmp_path / "killed.json", "0.05"), env=env)
+    deadline = time.time() + 150
+    while not (_ckpt_loop(ckpt).get("epoch") == 1 and _ckpt_loop(ckpt).get("pos", 0) >= 8) \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed: make its steps slower"
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on: both workers die mid-epoch
+    proc.wait()
+    at = _ckpt_loop(ckpt)
+    assert at["epoch"] == 1 and 8 <= at["pos"] < 30 and at["pos"] % 4 == 0, at
+    done = subprocess.run(run(str(ckpt), tmp_path / "resumed.json", "0"), env=env, check=True,
+                          timeout=180, capture_output=True, text=True)
+    assert f"at epoch 1, batch {at['pos']}" in done.stdout
+    full, resumed = (json.loads((tmp_path / f).read_text()) for f in ("full.json", "resumed.json"))
+    assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6)
+    assert resumed["w"] == pytest.approx(full["w"], rel=1e-6)
+    assert resumed["steps"] == full["steps"] == 24 and resumed["best"] == full["best"]
