@@ -139,6 +139,30 @@ def test_rlmrec_protocol_reproduces_the_release_exactly(rlmrec_processed):
     assert pairs(parts["test"]) == set(zip(tst.row.tolist(), tst.col.tolist()))
 
 
+def test_rlmrec_protocol_samples_users_and_keeps_each_row_in_its_release_split(rlmrec_processed, tmp_path):
+    """`split.sample_users` is the one cleaning key a release split obeys: a seeded tenth of
+    the users, every row of theirs in the split the release gave it, no k-core afterwards."""
+    src = rlmrec_processed.parent / "interim"
+    rep, parts, out = run(tmp_path, src, seed=2023, protocol="rlmrec", sample_users=0.1)
+    assert rep["users"] == 1_100 and rep["removed/user_sampling"] > 0
+    full = {s: pl.read_parquet(rlmrec_processed / f"{s}.parquet") for s in ("train", "valid", "test")}
+    names = {m: pl.read_parquet(out / f"{m}_map.parquet") for m in ("user", "item")}
+    full_names = {m: pl.read_parquet(rlmrec_processed / f"{m}_map.parquet") for m in ("user", "item")}
+
+    def named(df, maps):  # (user, item) by their release names: ids differ between the two runs
+        df = df.join(maps["user"], on="uid").join(maps["item"], on="iid")
+        return set(zip(df["user"].to_list(), df["item"].to_list()))
+
+    kept = set(names["user"]["user"].to_list())
+    for s in ("train", "valid", "test"):
+        mine = named(parts[s], names)
+        whole = {p for p in named(full[s], full_names) if p[0] in kept}
+        assert mine == whole, s  # every row of a kept user, in its own split
+    again, _, _ = run(tmp_path, src, seed=2023, name="again", protocol="rlmrec", sample_users=0.1)
+    same = pl.read_parquet(tmp_path / "again" / "user_map.parquet")["user"]
+    assert again["users"] == 1_100 and same.to_list() == names["user"]["user"].to_list()
+
+
 def test_rlmrec_protocol_needs_a_pre_split_release(gift, tmp_path):
     with pytest.raises(IngestError, match="has none"):
         run(tmp_path, gift, protocol="rlmrec")

@@ -56,15 +56,9 @@ def clean(df: pl.DataFrame, p: SplitParams, seed: int) -> tuple[pl.DataFrame, di
     )
     stats["removed/duplicate_pairs"] = n - df.height
 
-    sampled = None
-    if p.sample_users < 1.0:
-        users = np.array(sorted(df["user"].unique().to_list()), dtype=object)
-        k = max(1, int(round(p.sample_users * len(users))))
-        keep = np.sort(np.random.default_rng(seed).choice(len(users), size=k, replace=False))
-        sampled = pl.DataFrame({"user": users[keep].tolist()}, schema={"user": pl.String})
-        n = df.height
-        df = df.join(sampled, on="user", how="semi")
-        stats["removed/user_sampling"] = n - df.height
+    df, sampled, removed = sample_users(df, p.sample_users, seed)
+    if sampled is not None:
+        stats["removed/user_sampling"] = removed
 
     n = df.height
     df = kcore(df, p.user_core, p.item_core)
@@ -74,6 +68,19 @@ def clean(df: pl.DataFrame, p: SplitParams, seed: int) -> tuple[pl.DataFrame, di
         "lower split.user_core / split.item_core (the data are too sparse for them)",
     )
     return df.drop("__order"), stats, sampled
+
+
+def sample_users(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
+    """Keep a seeded `fraction` of the users with all their rows: (rows, kept users or None,
+    rows removed). Users are drawn from their sorted ids, so the draw does not depend on row order."""
+    if fraction >= 1.0:
+        return df, None, 0
+    users = np.array(sorted(df["user"].unique().to_list()), dtype=object)
+    k = max(1, int(round(fraction * len(users))))
+    keep = np.sort(np.random.default_rng(seed).choice(len(users), size=k, replace=False))
+    sampled = pl.DataFrame({"user": users[keep].tolist()}, schema={"user": pl.String})
+    kept = df.join(sampled, on="user", how="semi")
+    return kept, sampled, df.height - kept.height
 
 
 def kcore(df: pl.DataFrame, user_k: int, item_k: int) -> pl.DataFrame:

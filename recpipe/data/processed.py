@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recpipe.data.clean import clean
+from recpipe.data.clean import clean, sample_users
 from recpipe.data.schema import SPLIT_NAMES
 from recpipe.data.split import split
 from recpipe.io import write_npy, write_parquet
@@ -42,8 +42,11 @@ def build(interim: Path, out: Path, p: SplitParams, seed: int, ts_kind: str = "t
     users = pl.read_parquet(interim / "users.parquet")
 
     if p.protocol == "rlmrec":
-        # a release is already cleaned and split; re-cleaning would change its counts
-        df, stats, sampled = raw, {}, None
+        # a release is already cleaned and split; re-cleaning would change its counts. Only
+        # user sampling applies (a smaller run of the same split): each kept user keeps every
+        # row, in its own split, and no k-core runs after it.
+        df, sampled, removed = sample_users(raw, p.sample_users, seed)
+        stats = {"removed/user_sampling": removed} if sampled is not None else {}
     else:
         df, stats, sampled = clean(raw, p, seed)
     df, info = split(df, p, seed, ts_kind)
