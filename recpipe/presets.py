@@ -41,13 +41,16 @@ PRESETS: dict[str, Preset] = {
         "split.item_core": 10,
         "split.guarantee": "redraw",
         "eval.preset": "rlmrec",
+        # RLMRec stops on patience alone (params.yaml's graph.train.min_epochs is the project's)
+        "graph.train.min_epochs": 0,
     }),
     # the RLMRec release folder (trn_mat.pkl, ...), keeping its own split, trained as the
     # reference: parity mode runs the official per-model values (graph.overrides are clean-only)
     "rlmrec-release": Preset(RLMREC, "HKUDS/RLMRec data/{amazon,yelp,steam}/*.pkl (the released split); "
                              "graph values: TABLES['graph']", {
                                  "dataset.format": "rlmrec", "split.protocol": "rlmrec",
-                                 "eval.preset": "rlmrec", "graph.mode": "parity"}),
+                                 "eval.preset": "rlmrec", "graph.mode": "parity",
+                                 "graph.train.min_epochs": 0}),
     # HeLLM / SASRec / E4SRec: 5-core, sequences truncated to the last 50, leave-one-out
     "hellm": Preset("HeLLM (2025): hypergraph-enhanced LLM recommendation; Xu107/HeLLM",
                     "hellm.md 2.4; evaluation.md 4 (LOO, max_len 50) and 5.1", {

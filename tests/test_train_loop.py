@@ -82,6 +82,25 @@ def test_patience_counts_validations_and_the_best_state_is_returned():
     assert [("valid/score" in r) for r in res.history] == [True] * 5
 
 
+def test_min_epochs_lets_a_run_leave_its_plateau_before_patience_stops_it():
+    """LightGCN's slow start on the embedded sample: a popularity plateau for three
+    validations, then the rise. Patience 2 alone stops on the plateau; min_epochs 6 does not,
+    and patience still ends the run once it has passed min_epochs."""
+    curve = [0.05, 0.055, 0.054, 0.055, 0.054, 0.08, 0.12, 0.11, 0.11, 0.11, 0.2]
+
+    def run(**kw):
+        scores = iter(curve)
+        return fit(Linear(), Rows(32, 8), cfg(epochs=11, patience=2, **kw), progress=False,
+                   validate=lambda m: {"score": next(scores)})
+
+    plain = run()
+    assert (plain.stopped, plain.epochs, plain.best_score) == ("patience", 4, 0.055)
+    late = run(min_epochs=6)
+    assert (late.stopped, late.epochs, late.best_epoch, late.best_score) == ("patience", 9, 6, 0.12)
+    with pytest.raises(ParamError, match="min_epochs"):
+        train_config({"min_epochs": -1}, {}, "graph.train")
+
+
 def test_several_select_metrics_keep_a_state_when_any_beats_its_own_best():
     """MMHCL's rule (hellm.md 3.4): keep the state and reset patience when validation R@20 or
     N@20 improves on its own best so far."""

@@ -7,8 +7,9 @@ runs this loop, so selection, early stopping, resume and curves mean the same ev
   wall-clock seconds (`time_budget_s`, validation passes included);
 - validation after 0-based epoch e when e % eval_every == 0 (RLMRec's cadence: epochs 0, 3, 6,
   ...) and after the last epoch a cap ends on; the state with the best `select_metric` is kept;
-  `patience` counts validations without improvement (0 = never stop early). Test is never
-  looked at here: callers evaluate it once, on the kept state;
+  `patience` counts validations without improvement (0 = never stop early), and stops no
+  earlier than `min_epochs` (a slow start's plateau is not the end). Test is never looked at
+  here: callers evaluate it once, on the kept state;
 - `grad_accum` micro-batches per optimiser step (their losses scaled by 1/grad_accum, so k
   micro-batches of b give the gradient of one batch of k*b when the loss is a batch mean);
 - optional autocast (`amp: bf16 | fp16`; fp16 with a gradient scaler, on CUDA only);
@@ -50,7 +51,7 @@ from typing import Callable
 
 from recpipe.config import ParamError, choice, parse, rng
 
-CAPS = ("epochs", "max_steps", "time_budget_s")  # where training stops, not what it computes
+CAPS = ("epochs", "max_steps", "time_budget_s", "min_epochs")  # where training stops, not what it computes
 _NOT_RESUME = (*CAPS, "save_every")
 # per-epoch throughput columns, for models that count their tokens (module docstring)
 THROUGHPUT = ("tokens_per_s", "samples_per_s", "mfu", "peak_mem_gb")  # how often a checkpoint is written is not what it holds
@@ -69,6 +70,10 @@ class TrainConfig:
     eval_every: int = field(default=3, metadata=rng(1))
     # validations without improvement before stopping (RLMRec: 5); 0 = never stop early
     patience: int = field(default=5, metadata=rng(0))
+    # patience stops training no earlier than after this many epochs (0 = whenever it runs
+    # out). A model that first learns popularity can sit on that plateau for `patience`
+    # validations before it finds the users' tastes (LightGCN on the embedded sample)
+    min_epochs: int = field(default=0, metadata=rng(0))
     # validation metric that selects the kept state (one the eval preset computes); several
     # joined by "|" (MMHCL's "recall@20|ndcg@20") keep a state when any of them beats its own
     # best; a sum of several joined by "+" is one score (CLLM4Rec's "recall@20+recall@40+ndcg@100")
@@ -342,7 +347,7 @@ def _fit(model, data, cfg, validate, device, ckpt, signature, live, progress, de
                 best_state = {k: v.detach().clone() for k, v in checkpoint.model_state(model).items()}
             else:
                 st.bad += 1
-            if cfg.patience and st.bad >= cfg.patience:
+            if cfg.patience and st.bad >= cfg.patience and st.epoch >= cfg.min_epochs:
                 st.stopped = "patience"  # final, even when a cap ended this epoch as well
         st.history.append(row)
         _log(live, row)
