@@ -251,6 +251,14 @@ RULES = [
              "release's layout (per-user position split), tests/test_hum.py the hum stage, and "
              "the Amazon 2023 command `dvc exp run hum` through DVC on real data",
          needs_shared=True, check=hum_runs_on_a_cross_domain_release),
+    Rule(r"dvc exp run \$\(recpipe preset hellm\) -S dataset\.format=seqtxt -S dataset\.path=/data/s3rec "
+         r"-S ingest\.categories=\[Beauty\] .*",
+         why="CI time (20 min cap; 178 s): its stages run on the same Beauty file in their own "
+             "tests: the LOO split (tests/test_reader_seqtxt.py), profile and embed without text "
+             "(test_textless.py), MMHCL on attributes (test_mmhcl_stage.py), SASRec "
+             "(test_sasrec.py) and HeLLM (test_hellm.py); the ids-only release command runs "
+             "every stage through DVC, and the HUM command expands a `$(recpipe preset ...)`",
+         needs_shared=True),
     Rule(r"dvc exp run .*-S dataset\.path=\S+.*", needs_shared=True),
     Rule(r"dvc exp run \$\(recpipe preset rlmrec-release\) -S dataset\.path=<folder with trn_mat\.pkl \.\.\.> .*",
          needs_shared=True),
