@@ -138,6 +138,32 @@ def test_loss_terms_against_literal_computations():
     assert math.isclose(float(bpr(a, p, c[:5])), want, rel_tol=1e-5)
 
 
+def test_info_nce_repeats_drop_in_batch_copies_of_the_positive_exactly():
+    """Clean mode's Con term: an item twice in a batch is no negative of itself. The log-space
+    correction must equal the literal masked denominator, value and gradients."""
+    from recpipe.graph.losses import info_nce_sum
+
+    g = torch.Generator().manual_seed(3)
+    items = torch.tensor([4, 1, 4, 2, 4, 1, 0, 3])  # item 4 three times, item 1 twice
+    a = torch.randn(8, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    _, inv, counts = torch.unique(items, return_inverse=True, return_counts=True)
+    got = info_nce_sum(a, table[items], table[items], 0.2, repeats=counts[inv])
+    ga, gt = torch.autograd.grad(got, (a, table))
+
+    an = a / a.norm(dim=-1, keepdim=True)
+    c = table[items] / table[items].norm(dim=-1, keepdim=True)
+    logits = an @ c.T / 0.2
+    dup = (items[:, None] == items[None, :]) & ~torch.eye(8, dtype=torch.bool)
+    want = (-logits.diagonal() + logits.masked_fill(dup, float("-inf")).logsumexp(-1)).sum()
+    wa, wt = torch.autograd.grad(want, (a, table))
+    assert torch.allclose(got, want) and torch.allclose(ga, wa) and torch.allclose(gt, wt)
+    plain = info_nce_sum(a, table[items], table[items], 0.2)  # copies counted as negatives
+    assert float(plain) > float(got) + 0.1
+    ones = info_nce_sum(a, table[items], table[items], 0.2, repeats=torch.ones(8, dtype=torch.long))
+    assert torch.allclose(ones, plain)
+
+
 def _model(data, align="none", seed=0, sem=None, **over):
     from recpipe.graph.adjacency import Graph, bipartite
     from recpipe.graph.align import AlignConfig, wrap

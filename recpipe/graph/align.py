@@ -87,10 +87,11 @@ class Con(Plain):
         tau = self.cfg.kd_temperature
         kd = info_nce_sum(u[users], su[users], su, tau)
         for items in (pos, neg) if self.backbone.uses_negatives else (pos,):
-            dup = None
+            reps = None
             if self.cfg.mask_duplicates:  # same item elsewhere in the batch is no negative
-                dup = (items[:, None] == items[None, :]) & ~torch.eye(len(items), dtype=torch.bool, device=items.device)
-            kd = kd + info_nce_sum(i[items], si[items], si[items], tau, mask=dup)
+                _, inv, counts = torch.unique(items, return_inverse=True, return_counts=True)
+                reps = counts[inv]  # (B,): copies of each row's item in the batch
+            kd = kd + info_nce_sum(i[items], si[items], si[items], tau, repeats=reps)
         kd = self.cfg.kd_weight * kd / len(users)
         reg = l2_all(self.proj, self.backbone.cfg.reg_weight)
         parts.update(kd=kd.detach())

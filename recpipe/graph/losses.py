@@ -69,19 +69,23 @@ def row_logsumexp(x, y, chunk: int = 0, skip_self: bool = False):
     return _LSE.apply(x, y, max(1, chunk), skip_self)
 
 
-def info_nce_sum(anchor, positive, candidates, tau: float, mask=None):
+def info_nce_sum(anchor, positive, candidates, tau: float, repeats=None):
     """Σ_b [ -cos(a_b, p_b)/τ + log Σ_c exp(cos(a_b, c)/τ) ] (a sum; callers divide by B).
 
-    anchor, positive: (B, d); candidates: (C, d). `mask` (B, C) bool marks candidates to drop
-    from the denominator (duplicate in-batch items in clean mode).
+    anchor, positive: (B, d); candidates: (C, d). `repeats` (B,) int: how many candidates are
+    copies of row b's positive, itself included (an item drawn twice in one batch: clean mode's
+    duplicates, which are no negative of each other); the denominator keeps one of them.
     """
     a, p, c = _normalize(anchor), _normalize(positive), _normalize(candidates)
     pos = (a * p).sum(-1) / tau
-    if mask is None:  # all-user / all-item candidates: (B, C) never materialised whole
-        return (-pos + row_logsumexp(a / tau, c)).sum()
-    logits = (a / tau) @ c.T  # scale the (B, d) side, not the (B, C) product
-    logits = logits.masked_fill(mask, float("-inf"))
-    return (-pos + torch.logsumexp(logits, dim=-1)).sum()
+    lse = row_logsumexp(a / tau, c)  # (B,): (B, C) never materialised whole
+    if repeats is not None:
+        # the k - 1 extra copies each add exp(pos) to the sum: take them out in log space,
+        # log(S - (k-1)e^pos) = lse + log(1 - (k-1)e^(pos - lse)), and k copies in S keep the
+        # bracket >= 1/k (the clamp only guards rounding)
+        extra = (repeats - 1).to(pos.dtype) * torch.exp(pos - lse)
+        lse = lse + torch.log(torch.clamp_min(1 - extra, 1e-12))
+    return (-pos + lse).sum()
 
 
 def scl(x, y, tau: float):
