@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,13 +33,40 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 def dag_repo(tmp_path_factory):
     """(repo, result of its `dvc repro`): the project in a fresh git + DVC repo at small scale,
     reproduced once and committed (tests/test_readme_commands.py builds it); the README and
-    pipeline tests share it, each resetting it to the committed state when they change it."""
+    pipeline tests share it, each resetting it to the committed state when they change it.
+
+    Under pytest-xdist the first worker to ask builds it once, beside the workers' own temp
+    folders and under a file lock, and each worker then works in its own copy (a git + DVC repo
+    copies whole: paths inside are relative, DVC's state is kept per repo path). Building it
+    twice, on 2 cores at once, cost CI ~150 s."""
     from test_readme_commands import build_repo, stop_workers
 
     repo = tmp_path_factory.mktemp("dag")
-    res = build_repo(repo)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        res = build_repo(repo)
+    else:
+        res = _built_once(tmp_path_factory.getbasetemp().parent, build_repo)
+        shutil.copytree(res.args, repo, symlinks=True, dirs_exist_ok=True)
     yield repo, res
     stop_workers(repo)
+
+
+def _built_once(root: Path, build) -> subprocess.CompletedProcess:
+    """build(root / "dag-built") once for this pytest run's workers (`root` is their shared
+    parent); its CompletedProcess, with args set to the built folder."""
+    import json
+
+    from filelock import FileLock
+
+    built, record = root / "dag-built", root / "dag-built.json"
+    with FileLock(str(root / "dag-built.lock")):
+        if not record.exists():
+            built.mkdir()
+            res = build(built)
+            record.write_text(json.dumps({"returncode": res.returncode, "stdout": res.stdout,
+                                          "stderr": res.stderr}))
+        r = json.loads(record.read_text())
+    return subprocess.CompletedProcess(str(built), r["returncode"], r["stdout"], r["stderr"])
 
 
 def shared_path(*parts: str) -> Path:
