@@ -193,6 +193,35 @@ def test_finetune_batches_show_visible_items_and_target_hidden_or_all(mode):
     assert b["kind"] == "rec" and not b["reg"]  # no documents: nothing to regularise toward
 
 
+def test_length_grouped_batches_cover_each_user_once_with_less_padding():
+    """cllm4rec.group_by_length: every user once an epoch, batches of similar length (less
+    padding than plain random batches), a random batch order, the same again for a seed."""
+    from recpipe.cllm4rec.batches import PretrainBatches
+
+    _, ids, pieces, _ = small_model(n_users=400, n_items=60)
+    rng = np.random.default_rng(0)
+    users = [(u, np.sort(rng.choice(60, size=int(rng.integers(1, 50)), replace=False)))
+             for u in range(400)]
+
+    def epoch(group, seed=3):
+        src = PretrainBatches(users, [], ids, pieces, 8, seed, warmup=0, reorder=True,
+                              max_tokens=1024, group=group)
+        return list(src.epoch())
+
+    grouped, plain = epoch(True), epoch(False)
+    for batches in (grouped, plain):
+        seen = [int(ids.to_index(u)) for b in batches for u in b["ids"][:, 0]]
+        assert sorted(seen) == list(range(400)) and len(batches) == 50
+    pad = lambda batches: sum(int((1 - b["mask"]).sum()) for b in batches)  # noqa: E731
+    assert pad(grouped) < pad(plain) / 4
+    widths = [b["mask"].shape[1] for b in grouped]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)  # order shuffled
+    again = epoch(True)
+    assert all((a["ids"] == b["ids"]).all() for a, b in zip(grouped, again))
+    assert any(a["ids"].shape != b["ids"].shape or (a["ids"] != b["ids"]).any()
+               for a, b in zip(grouped, epoch(True, seed=4)))
+
+
 # -- params -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad,key", [

@@ -23,15 +23,30 @@ import numpy as np
 from recpipe.cllm4rec.data import lm_batch, mask_items, pad, rec_prompt
 
 
-def _chunks(n: int, size: int, rng) -> list[np.ndarray]:
+GROUP = 50  # batches per length-sorted window (HF's LengthGroupedSampler uses 50 too)
+
+
+def _chunks(n: int, size: int, rng, lengths: np.ndarray | None = None) -> list[np.ndarray]:
+    """One epoch's index batches, in random order. With `lengths` [n], rows of similar length
+    share a batch, since every row is padded to the batch's longest and padding costs as much
+    compute as text: a random permutation is cut into windows of GROUP batches, each window is
+    sorted by length and cut into batches, and the batches are shuffled. Batches still mix
+    users at random within a window, and the last one is the only short one."""
     order = rng.permutation(n)
-    return [order[s:s + size] for s in range(0, n, size)]
+    if lengths is None:
+        return [order[s:s + size] for s in range(0, n, size)]
+    w = size * GROUP
+    order = np.concatenate([o[np.argsort(-lengths[o], kind="stable")]
+                            for o in np.split(order, range(w, n, w))])
+    batches = [order[s:s + size] for s in range(0, n, size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 class _Source:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, group: bool = False):
         self.rng = np.random.default_rng(seed)
         self.e = 0  # epochs begun
+        self.group = group  # length-grouped batches (_chunks)
 
     def state(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "e": self.e}
@@ -40,8 +55,17 @@ class _Source:
         self.rng.bit_generator.state = state["rng"]
         self.e = state["e"]
 
+    def _lengths(self, kind: str):
+        """Row lengths for _chunks (None: plain random batches). Users: their item count (the
+        prompt's other tokens are the same for all); documents: prompt + text tokens."""
+        if not self.group:
+            return None
+        if kind == "users":
+            return np.array([len(items) for _, items in self.users])
+        return np.array([min(len(p) + len(m), self.max_tokens) for p, m in self.docs])
+
     def _content(self, reg: bool):
-        for idx in _chunks(len(self.docs), self.batch_size, self.rng):
+        for idx in _chunks(len(self.docs), self.batch_size, self.rng, self._lengths("docs")):
             yield lm_batch([self.docs[i] for i in idx], "con", reg, self.max_tokens)
 
 
@@ -49,8 +73,8 @@ class PretrainBatches(_Source):
     """users: [(uid, training items ascending)]; docs: [(prompt, main)] (empty: no content LM)."""
 
     def __init__(self, users, docs, ids, pieces, batch_size: int, seed: int, *, warmup: int,
-                 reorder: bool, max_tokens: int):
-        super().__init__(seed)
+                 reorder: bool, max_tokens: int, group: bool = False):
+        super().__init__(seed, group)
         self.users, self.docs, self.ids, self.pieces = users, docs, ids, pieces
         self.batch_size, self.warmup, self.reorder = batch_size, warmup if docs else 0, reorder
         self.max_tokens = max_tokens
@@ -67,7 +91,7 @@ class PretrainBatches(_Source):
     def epoch(self):
         e, self.e = self.e, self.e + 1
         if e >= self.warmup:
-            for idx in _chunks(len(self.users), self.batch_size, self.rng):
+            for idx in _chunks(len(self.users), self.batch_size, self.rng, self._lengths("users")):
                 pairs = []
                 for i in idx:
                     u, items = self.users[i]
@@ -83,8 +107,9 @@ class FinetuneBatches(_Source):
     target "masked" (clean: the hidden items) or "all" (parity: every training item)."""
 
     def __init__(self, users, docs, ids, pieces, n_items: int, batch_size: int, seed: int, *,
-                 mask_ratio: float, target: str, max_tokens: int, keep_suffix: bool):
-        super().__init__(seed)
+                 mask_ratio: float, target: str, max_tokens: int, keep_suffix: bool,
+                 group: bool = False):
+        super().__init__(seed, group)
         self.users, self.docs, self.ids, self.pieces = users, docs, ids, pieces
         self.n_items, self.batch_size, self.mask_ratio = n_items, batch_size, mask_ratio
         self.target, self.max_tokens, self.keep_suffix = target, max_tokens, keep_suffix
@@ -94,7 +119,7 @@ class FinetuneBatches(_Source):
 
     def epoch(self):
         self.e += 1
-        for idx in _chunks(len(self.users), self.batch_size, self.rng):
+        for idx in _chunks(len(self.users), self.batch_size, self.rng, self._lengths("users")):
             rows, target = [], np.zeros((len(idx), self.n_items), dtype=np.float32)
             for b, i in enumerate(idx):
                 u, items = self.users[i]

@@ -67,7 +67,8 @@ def finetune(s: Setup, tables: dict, eval_cfg, *, ckpt=None, live=None, signatur
     batches = FinetuneBatches(s.users, docs, s.ids, s.pieces, s.data.n_items, tc.batch_size,
                               s.seed, mask_ratio=fp.mask_ratio,
                               target="masked" if s.p.mode == "clean" else "all",
-                              max_tokens=s.p.max_tokens, keep_suffix=s.p.mode == "clean")
+                              max_tokens=s.p.max_tokens, keep_suffix=s.p.mode == "clean",
+                              group=s.p.group_by_length)
     eval_users = subsample(s.data.n_users, s.p.eval_users, s.seed, 2)
     scorer = CLLM4RecScorer(model, s, s.p.eval_batch_size)
     # selection reads R@20, R@40 and N@100 whatever the preset's cut-offs (hellm: 5, 10, 20)

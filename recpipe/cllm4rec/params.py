@@ -93,6 +93,10 @@ class CLLM4RecParams:
     users: int = field(default=0, metadata=rng(0))
     # evaluated users (valid and test), drawn with the seed; 0 = all
     eval_users: int = field(default=0, metadata=rng(0))
+    # training batches of users (and of documents) with similar lengths, drawn at random
+    # within windows of 50 batches: less padding, the same epochs (recpipe.cllm4rec.batches);
+    # false = plain random batches, as the reference
+    group_by_length: bool = True
     # users per forward pass when scoring
     eval_batch_size: int = field(default=32, metadata=rng(1))
     # chunk of positions per item/vocabulary cross-entropy block (bounds the logits' memory)

@@ -141,7 +141,7 @@ def pretrain(s: Setup, *, ckpt=None, live=None, signature: str = "", progress: b
     model = build(s)
     batches = PretrainBatches(s.users, s.docs, s.ids, s.pieces, tc.batch_size, s.seed,
                               warmup=pp.content_warmup, reorder=s.p.mode == "clean",
-                              max_tokens=s.p.max_tokens)
+                              max_tokens=s.p.max_tokens, group=s.p.group_by_length)
     if not len(batches):
         raise ParamError("cllm4rec: no training user has a training item")
     _throughput(model, s)
