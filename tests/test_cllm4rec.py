@@ -212,7 +212,7 @@ def test_length_grouped_batches_cover_each_user_once_with_less_padding():
     for batches in (grouped, plain):
         seen = [int(ids.to_index(u)) for b in batches for u in b["ids"][:, 0]]
         assert sorted(seen) == list(range(400)) and len(batches) == 50
-    pad = lambda batches: sum(int((1 - b["mask"]).sum()) for b in batches)  # noqa: E731
+    pad = lambda batches: sum(int((1 - b["mask"]).sum()) for b in batches)
     assert pad(grouped) < pad(plain) / 4
     widths = [b["mask"].shape[1] for b in grouped]
     assert widths != sorted(widths) and widths != sorted(widths, reverse=True)  # order shuffled
