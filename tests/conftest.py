@@ -45,15 +45,15 @@ def dag_repo(tmp_path_factory):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         res = build_repo(repo)
     else:
-        res = _built_once(tmp_path_factory.getbasetemp().parent, build_repo)
-        shutil.copytree(res.args, repo, symlinks=True, dirs_exist_ok=True)
+        built, res = _built_once(tmp_path_factory.getbasetemp().parent, build_repo)
+        shutil.copytree(built, repo, symlinks=True, dirs_exist_ok=True)
     yield repo, res
     stop_workers(repo)
 
 
-def _built_once(root: Path, build) -> subprocess.CompletedProcess:
-    """build(root / "dag-built") once for this pytest run's workers (`root` is their shared
-    parent); its CompletedProcess, with args set to the built folder."""
+def _built_once(root: Path, build) -> tuple[Path, subprocess.CompletedProcess]:
+    """(folder, result of build(folder)) for folder root / "dag-built", built once for this
+    pytest run's workers (`root` is their shared parent)."""
     import json
 
     from filelock import FileLock
@@ -66,7 +66,7 @@ def _built_once(root: Path, build) -> subprocess.CompletedProcess:
             record.write_text(json.dumps({"returncode": res.returncode, "stdout": res.stdout,
                                           "stderr": res.stderr}))
         r = json.loads(record.read_text())
-    return subprocess.CompletedProcess(str(built), r["returncode"], r["stdout"], r["stderr"])
+    return built, subprocess.CompletedProcess("dvc repro", r["returncode"], r["stdout"], r["stderr"])
 
 
 def shared_path(*parts: str) -> Path:
