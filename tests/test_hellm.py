@@ -173,10 +173,37 @@ def test_the_prefix_reaches_every_layer_and_only_the_new_parts_train():
     assert trains == {"lm", "item_proj", "prefix"}  # the head stays frozen (the reference)
     lm = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("lm.")]
     assert lm and all("lora_" in n and "mlp" in n for n in lm)  # LoRA on the FFN only
-    head, _ = small_hellm(train_item_head=True)
+    head, _ = small_hellm(item_head="trained")
     assert head.head.weight.requires_grad
     none, _ = small_hellm(prefix_len=0)
     assert none.prefix is None and none.scores(hist).shape == (2, 10)
+
+
+def test_a_tied_head_scores_each_item_against_its_own_soft_token():
+    """item_head=tied: no head weights; item i's output row is item_proj([e_MMHCL(i);
+    e_SASRec(i + 1)]), the same vector that stands for i in a history, and the head's
+    gradient reaches the projector."""
+    model, opt = small_hellm(item_head="tied")
+    assert model.head is None and not any(n.startswith("head") for n, _ in model.named_parameters())
+    hist = torch.tensor([[1, 2, 3], [-1, 4, 5]])
+    soft = model.item_proj(torch.cat([model.e_mmhcl[[6]], model.e_sasrec[[7]]], -1))  # item 6
+    with torch.no_grad():
+        s = model.scores(hist)
+        assert torch.allclose(s[:, 6], (model.hidden(hist) @ soft.T)[:, 0], atol=1e-5)
+    # the head side alone trains the projector: with the LM's state held fixed, one step on
+    # targets 6 and 7 (in no history) raises their scores
+    h = model.hidden(hist).detach()
+    loss = torch.nn.functional.cross_entropy(h @ model.item_table().T, torch.tensor([6, 7]))
+    loss.backward()
+    assert float(model.item_proj[2].weight.grad.abs().sum()) > 0
+    before = (h @ model.item_table().T).log_softmax(-1)[[0, 1], [6, 7]]
+    for g in opt.param_groups:
+        g["lr"] = 1e-2
+    opt.step()
+    after = (h @ model.item_table().T).log_softmax(-1)[[0, 1], [6, 7]]
+    assert bool((after > before).all())
+    with pytest.raises(ParamError, match="hellm.item_head"):
+        small_hellm(item_head="shared")
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():

@@ -12,6 +12,7 @@ One forward, for histories hist [B, n] (item ids, -1 = left padding) of B users:
     prefix = GraphPrefix(E_MMHCL(hist))               S key/value slots in every layer
     h      = decoder(...).last_hidden_state[:, -1]    [B, H] final-norm state, last token
     logits = head(h)                                  [B, n_items]  (frozen random by default)
+    tied:   logits = h @ item_proj([E_MMHCL ; E_SASRec[1:]])^T             items as soft tokens
     loss   = CE(logits, next item)                    full softmax over all items
 
 Padding: history rows are left-padded inside the item span ([instruct][pads][items][response]),
@@ -40,7 +41,7 @@ class HeLLM(nn.Module):
 
     def __init__(self, lm, instruct_ids: list[int], response_ids: list[int], mmhcl: np.ndarray,
                  sasrec: np.ndarray, *, prefix_len: int = 10, prefix_dropout: float = 0.3,
-                 mask_padding: bool = True, gram_mean: bool = False, train_head: bool = False):
+                 mask_padding: bool = True, gram_mean: bool = False, item_head: str = "frozen"):
         super().__init__()
         cfg = lm.config
         hidden = getattr(cfg, "hidden_size", None) or cfg.n_embd
@@ -58,8 +59,12 @@ class HeLLM(nn.Module):
                                    gram_mean) if prefix_len else None)
         if prefix_len:
             keep_prefix_when_checkpointing(decoder(lm))
-        self.head = nn.Linear(hidden, n_items, bias=False)
-        self.head.requires_grad_(train_head)
+        # tied: an item's output row is its own soft token, as an LM with tied embeddings
+        # scores the next word against its input table; items then share the projector's
+        # parameters, where a free row learns only from the samples that target it
+        self.head = None if item_head == "tied" else nn.Linear(hidden, n_items, bias=False)
+        if self.head is not None:
+            self.head.requires_grad_(item_head == "trained")
         self.flops_per_token = self.peak_flops = None  # set by recpipe.hellm.run when measured
 
     # -- the forward ---------------------------------------------------------------------------
@@ -89,8 +94,15 @@ class HeLLM(nn.Module):
                   use_cache=self.prefix is not None, **kw)
         return out.last_hidden_state[:, -1]
 
+    def item_table(self) -> torch.Tensor:
+        """Every item's soft token [n_items, H] (SASRec row 0 is padding, so item i is row i+1)."""
+        return self.item_proj(torch.cat([self.e_mmhcl, self.e_sasrec[1:]], -1))
+
     def scores(self, hist: torch.Tensor) -> torch.Tensor:
         h = self.hidden(hist)
+        if self.head is None:
+            table = self.item_table()
+            return h.to(table.dtype) @ table.T                         # [B, n_items]
         return self.head(h.to(self.head.weight.dtype))                 # [B, n_items]
 
     def loss(self, hist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

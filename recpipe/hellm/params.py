@@ -53,8 +53,10 @@ class HeLLMParams:
     prefix_dropout: float = field(default=0.3, metadata=rng(0.0, 1.0))
     # divide the Gram matrix by the history length (a clean-mode option; the reference sums)
     gram_mean: bool = False
-    # train the item head (E4SRec); false = frozen at its random init, as in the reference
-    train_item_head: bool = False
+    # the linear head over all items: frozen (its random init, as in the reference) | trained
+    # (E4SRec) | tied (row i = the item's soft token, item_proj([e_MMHCL(i); e_SASRec(i)]), as
+    # an LM ties its output layer to its input embeddings; no new parameters)
+    item_head: str = field(default="frozen", metadata=choice("frozen", "trained", "tied"))
     # the last max_len items of each user's whole sequence are kept; training samples come
     # from its training part (hellm.md 2.4: Beauty gives 127,598)
     max_len: int = field(default=50, metadata=rng(3))

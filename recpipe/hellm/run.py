@@ -61,7 +61,7 @@ def build(p, mmhcl, sasrec, seed: int, device: str = "cpu"):
     instruct, response = prompt_ids(tok, double_bos=p.mode == "parity")
     model = HeLLM(lm, instruct, response, mmhcl, sasrec, prefix_len=p.prefix_len,
                   prefix_dropout=p.prefix_dropout, mask_padding=p.mode == "clean",
-                  gram_mean=p.gram_mean, train_head=p.train_item_head)
+                  gram_mean=p.gram_mean, item_head=p.item_head)
     model.to(device)  # the new parts in float32 (the reference casts its trainables to fp32)
     tc = p.train_config()
     params = [q for q in model.parameters() if q.requires_grad]
