@@ -196,3 +196,23 @@ def test_the_users_test_pairs_the_users_both_rows_scored_averaged_over_seeds():
     assert "(20) |" in markdown(table, 9) and row.p_units != pytest.approx(row.p)
     best = next(r for r in table["sample"] if r.method == "bprmf")
     assert best.p_units is None and best.units.height == 60
+
+
+def test_each_dataset_states_its_cells_by_status_and_the_stage_time_they_took():
+    """The leaderboard says what the grid cost: per dataset, the cells by status and the
+    stage seconds of the done ones summed over methods and seeds (failed ones not counted)."""
+    from recpipe.grid.collect import Record, markdown, rows, tally
+
+    recs = []
+    for c in plan(["sample"], ["pop", "bprmf", "hum"], [1, 2], "/nowhere"):
+        if c.method == "hum" and c.seed == 2:
+            recs.append(Record(c, "failed", error="boom", wall_s=999.0))
+        else:
+            wall = {"pop": 30.0, "bprmf": 90.0, "hum": 600.0}[c.method]
+            recs.append(Record(c, "done", metrics={"test/recall@20": 0.1}, wall_s=wall))
+    line = tally(recs)["sample"]
+    assert line.startswith("6 cells: 5 done, 1 failed.")
+    assert "ran 14.0 min in all" in line  # (2 x 30 + 2 x 90 + 600) / 60; the failed 999 s not
+    assert "(most: hum 10.0, bprmf 3.0, pop 1.0)" in line
+    md = markdown(rows(recs), 6, tally(recs))
+    assert line in md.split("## sample", 1)[1]

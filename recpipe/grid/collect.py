@@ -273,7 +273,30 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def markdown(table: dict[str, list[Row]], n_exps: int) -> str:
+def tally(records: list[Record]) -> dict[str, str]:
+    """{dataset: one line}: its cells by status, and the stage time its done cells took, summed
+    over every method and seed (what the grid cost on this machine, without DVC's own time)."""
+    out = {}
+    for ds in dict.fromkeys(r.cell.dataset for r in records):
+        recs = [r for r in records if r.cell.dataset == ds]
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        done = [r.wall_s for r in recs if r.status == "done" and r.wall_s is not None]
+        heavy = {}
+        for r in recs:
+            if r.status == "done" and r.wall_s is not None:
+                heavy[r.cell.method] = heavy.get(r.cell.method, 0.0) + r.wall_s
+        top = sorted(heavy.items(), key=lambda kv: -kv[1])[:3]
+        line = (f"{len(recs)} cells: " + ", ".join(f"{n} {st}" for st, n in counts.items())
+                + f". The done cells' stages ran {sum(done) / 60:.1f} min in all")
+        if top:
+            line += " (most: " + ", ".join(f"{m} {t / 60:.1f}" for m, t in top) + ")"
+        out[ds] = line + "."
+    return out
+
+
+def markdown(table: dict[str, list[Row]], n_exps: int, tallies: dict[str, str] | None = None) -> str:
     intro = (f"Collected by `recpipe grid collect` from {n_exps} experiment(s). Values are test "
              "metrics, mean ± sample std over the seeds that finished. Against the best baseline "
              "of the dataset (named in the column), `p seeds` is a two-sided paired t-test over "
@@ -292,6 +315,8 @@ def markdown(table: dict[str, list[Row]], n_exps: int) -> str:
                     *(f"{key}/{d}" for d in (subs if len(subs) <= MAX_DOMAINS else [])),
                     *(f"{key}/{d}" for d in ("macro", "spread") if f"{key}/{d}" in keys)]
         lines += [f"## {ds}", "", DATASETS[ds].about + ".", ""]
+        if tallies and ds in tallies:
+            lines += [tallies[ds], ""]
         head = ["method", "seeds", *[k.removeprefix("test/") for k in cols], "p seeds",
                 "p users (n)",
                 "wall s", "peak RSS MiB", "peak GPU MiB", "setup", "notes"]
@@ -343,7 +368,7 @@ def write(records: list[Record], out: Path) -> list[Path]:
     table = rows(records)
     n = sum(r.status not in ("missing", "n/a") for r in records)
     md = out / "leaderboard_all.md"
-    md.write_text(markdown(table, n))
+    md.write_text(markdown(table, n, tally(records)))
     cells = [{"name": r.cell.name, "dataset": r.cell.dataset, "method": r.cell.method,
               "seed": r.cell.seed, "status": r.status, "error": r.error, "metrics": r.metrics,
               "wall_s": r.wall_s, "peak_rss_mib": r.peak_rss_mib, "peak_gpu_mib": r.peak_gpu_mib,
