@@ -164,6 +164,32 @@ def test_info_nce_repeats_drop_in_batch_copies_of_the_positive_exactly():
     assert torch.allclose(ones, plain)
 
 
+def test_info_nce_by_id_equals_the_row_sum_with_its_duplicates():
+    """Con, SGL and SimGCL compute their InfoNCE once per distinct node: value and gradients
+    must equal the per-row sum over the batch, duplicates included, in every candidate mode."""
+    from recpipe.graph.losses import info_nce_by_id, info_nce_sum
+
+    g = torch.Generator().manual_seed(5)
+    ids = torch.tensor([4, 1, 4, 2, 4, 1, 0, 3, 7, 7])  # 4 three times, 1 and 7 twice
+    anc = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    pos = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    _, inv, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+    cases = [  # (by-id kwargs, the per-row reference)
+        ({"candidates": pos}, lambda: info_nce_sum(anc[ids], pos[ids], pos, 0.3)),
+        ({}, lambda: info_nce_sum(anc[ids], pos[ids], pos[ids], 0.3)),
+        ({"mask_duplicates": True},
+         lambda: info_nce_sum(anc[ids], pos[ids], pos[ids], 0.3, repeats=counts[inv])),
+    ]
+    values = []
+    for kw, reference in cases:
+        got, want = info_nce_by_id(anc, pos, ids, 0.3, **kw), reference()
+        assert torch.allclose(got, want), kw
+        for x, y in zip(torch.autograd.grad(got, (anc, pos)), torch.autograd.grad(want, (anc, pos))):
+            assert torch.allclose(x, y), kw
+        values.append(float(got))
+    assert len({round(v, 6) for v in values}) == 3  # the three modes are different losses
+
+
 def _model(data, align="none", seed=0, sem=None, **over):
     from recpipe.graph.adjacency import Graph, bipartite
     from recpipe.graph.align import AlignConfig, wrap

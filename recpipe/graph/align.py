@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from recpipe.config import rng
-from recpipe.graph.losses import info_nce_sum, l2_all, scl
+from recpipe.graph.losses import info_nce_by_id, l2_all, scl
 
 
 @dataclass
@@ -85,13 +85,12 @@ class Con(Plain):
         u, i = self.backbone.split(final)
         su, si = self.proj(self.s_user), self.proj(self.s_item)  # (U, d), (I, d)
         tau = self.cfg.kd_temperature
-        kd = info_nce_sum(u[users], su[users], su, tau)
+        # users: all users are candidates; items: the batch's items, copies included (with
+        # mask_duplicates an item's other copies are no negatives of it). Each term runs once
+        # per distinct node, weighted by its copies: the per-row sum's value and gradients.
+        kd = info_nce_by_id(u, su, users, tau, candidates=su)
         for items in (pos, neg) if self.backbone.uses_negatives else (pos,):
-            reps = None
-            if self.cfg.mask_duplicates:  # same item elsewhere in the batch is no negative
-                _, inv, counts = torch.unique(items, return_inverse=True, return_counts=True)
-                reps = counts[inv]  # (B,): copies of each row's item in the batch
-            kd = kd + info_nce_sum(i[items], si[items], si[items], tau, repeats=reps)
+            kd = kd + info_nce_by_id(i, si, items, tau, mask_duplicates=self.cfg.mask_duplicates)
         kd = self.cfg.kd_weight * kd / len(users)
         reg = l2_all(self.proj, self.backbone.cfg.reg_weight)
         parts.update(kd=kd.detach())

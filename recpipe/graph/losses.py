@@ -88,6 +88,34 @@ def info_nce_sum(anchor, positive, candidates, tau: float, repeats=None):
     return (-pos + lse).sum()
 
 
+def info_nce_by_id(anchors, positives, ids, tau: float, candidates=None, mask_duplicates=False):
+    """`info_nce_sum` over the rows `ids` (B,) of the tables anchors and positives (N, d),
+    computed once per distinct id: the same value and gradients, with fewer rows.
+
+    A batch of 4096 BPR triples from 1,500 items names each item ~3 times, and the sum over B
+    rows is a sum over the distinct ids u weighted by their count w_u. `candidates` (C, d): a
+    whole table (SGL, SimGCL, Con's users); None = in-batch, positives[ids] with every copy,
+    i.e. each distinct row once with log w_u added to its logit. `mask_duplicates`: an id's
+    other copies are no negatives of it (`info_nce_sum`'s `repeats`). On the embedded sample
+    this cuts Con's item terms from (4096, 4096) logits to about (1300, 1300).
+    """
+    uniq, w = torch.unique(ids, return_counts=True)
+    a, p = _normalize(anchors[uniq]), _normalize(positives[uniq])  # (M, d), M distinct ids
+    pos = (a * p).sum(-1) / tau  # (M,)
+    wf = w.to(pos.dtype)
+    if candidates is None:
+        # one row per distinct id, each logit shifted by log(copies): a bias as an extra column,
+        # [a/τ, 1] . [p, log w] = a.p/τ + log w, so the chunked log-sum-exp does it unchanged
+        x = torch.cat([a / tau, torch.ones_like(pos)[:, None]], 1)
+        lse = row_logsumexp(x, torch.cat([p, torch.log(wf)[:, None]], 1))
+    else:
+        lse = row_logsumexp(a / tau, _normalize(candidates))
+    if mask_duplicates and candidates is None:
+        extra = (wf - 1) * torch.exp(pos - lse)  # as in info_nce_sum
+        lse = lse + torch.log(torch.clamp_min(1 - extra, 1e-12))
+    return (wf * (lse - pos)).sum()
+
+
 def scl(x, y, tau: float):
     """mean_b -log(exp(cos(x_b, y_b)/τ) / (Σ_c exp(cos(x_b, y_c)/τ) + 1e-8) + 1e-8)."""
     xn, yn = _normalize(x), _normalize(y)

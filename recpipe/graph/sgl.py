@@ -23,7 +23,7 @@ import torch
 from recpipe.config import rng
 from recpipe.graph.base import Backbone
 from recpipe.graph.lightgcn import propagate
-from recpipe.graph.losses import bpr, info_nce_sum, l2_all
+from recpipe.graph.losses import bpr, info_nce_by_id, l2_all
 
 
 @dataclass
@@ -66,10 +66,11 @@ class SGL(Backbone):
         u1, i1 = self.split(self.view(ego))
         u2, i2 = self.split(self.view(ego))
         tau = self.cfg.temperature
-        # candidates are *all* users / items of view 2: (B, U) and (B, I) logits, fine in memory
-        cl = info_nce_sum(u1[users], u2[users], u2, tau)
-        cl = cl + info_nce_sum(i1[pos], i2[pos], i2, tau)
-        cl = cl + info_nce_sum(i1[neg], i2[neg], i2, tau)
+        # candidates are *all* users / items of view 2: (M, U) and (M, I) logits, M <= B
+        # once per distinct node, weighted by its copies in the batch (losses.info_nce_by_id)
+        cl = info_nce_by_id(u1, u2, users, tau, candidates=u2)
+        cl = cl + info_nce_by_id(i1, i2, pos, tau, candidates=i2)
+        cl = cl + info_nce_by_id(i1, i2, neg, tau, candidates=i2)
         return cl / len(users)
 
     def backbone_loss(self, final, users, pos, neg, ego=None):

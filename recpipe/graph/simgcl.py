@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from recpipe.config import rng
-from recpipe.graph.losses import info_nce_sum
+from recpipe.graph.losses import info_nce_by_id
 from recpipe.graph.sgl import SGL, ViewCLConfig
 
 
@@ -59,6 +59,7 @@ class SimGCL(SGL):
         u1, i1 = self.split(self.view(ego))
         u2, i2 = self.split(self.view(ego))
         tau = self.cfg.temperature
-        # candidates are all users / items of view 2: (B, U) and (B, I) logits
-        cl = info_nce_sum(u1[users], u2[users], u2, tau) + info_nce_sum(i1[pos], i2[pos], i2, tau)
+        # candidates are all users / items of view 2: (M, U) and (M, I) logits, M <= B
+        # once per distinct node, weighted by its copies in the batch (losses.info_nce_by_id)
+        cl = info_nce_by_id(u1, u2, users, tau, candidates=u2) + info_nce_by_id(i1, i2, pos, tau, candidates=i2)
         return cl / len(users)
