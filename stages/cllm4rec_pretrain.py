@@ -17,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+# this checkout's recpipe before any installed one: DVC runs a queued experiment in a copy
+# of the repo, and the copy must import the code it hashed as a dependency
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from recpipe.config import ParamError, load_params
 
 

@@ -212,3 +212,25 @@ def test_scripts_take_their_paths_from_the_stage_command():
                 assert flag in st["cmd"].split(), (name, flag, st["cmd"])
             elif flag != "--params":
                 assert not isinstance(kw.get("default"), str), (script.name, flag, kw["default"])
+
+
+def test_every_stage_script_imports_its_own_checkouts_recpipe(tmp_path):
+    """A queued `dvc exp run` runs each cell in a copy of the repo, and recpipe is installed
+    editable from the original: a script that imported the installed package would run the
+    original's current code, not the code DVC hashed for the cell. Each script started as
+    dvc.yaml starts it (`python stages/<x>.py`) must import the recpipe beside it."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "recpipe", copy / "recpipe", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "recpipe" / "__init__.py", "a") as f:
+        f.write('\nraise SystemExit("imported the copy\'s recpipe")\n')
+    scripts = sorted({re.findall(r"\bstages/\w+\.py\b", st["cmd"])[0] for st in STAGES.values()})
+    assert len(scripts) >= 10
+    for script in scripts:
+        res = subprocess.run([sys.executable, script, "--help"], cwd=copy, capture_output=True,
+                             text=True, timeout=120)
+        assert "imported the copy's recpipe" in res.stderr, (script, res.stdout[-500:], res.stderr[-1500:])
