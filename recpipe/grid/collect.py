@@ -25,6 +25,7 @@ import json
 import math
 import re
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,17 +280,14 @@ def tally(records: list[Record]) -> dict[str, str]:
     out = {}
     for ds in dict.fromkeys(r.cell.dataset for r in records):
         recs = [r for r in records if r.cell.dataset == ds]
-        counts: dict[str, int] = {}
-        for r in recs:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        done = [r.wall_s for r in recs if r.status == "done" and r.wall_s is not None]
-        heavy = {}
+        counts = Counter(r.status for r in recs)
+        heavy: dict[str, float] = {}  # method -> its done cells' stage seconds
         for r in recs:
             if r.status == "done" and r.wall_s is not None:
                 heavy[r.cell.method] = heavy.get(r.cell.method, 0.0) + r.wall_s
         top = sorted(heavy.items(), key=lambda kv: -kv[1])[:3]
         line = (f"{len(recs)} cells: " + ", ".join(f"{n} {st}" for st, n in counts.items())
-                + f". The done cells' stages ran {sum(done) / 60:.1f} min in all")
+                + f". The done cells' stages ran {sum(heavy.values()) / 60:.1f} min in all")
         if top:
             line += " (most: " + ", ".join(f"{m} {t / 60:.1f}" for m, t in top) + ")"
         out[ds] = line + "."
