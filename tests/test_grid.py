@@ -216,3 +216,18 @@ def test_each_dataset_states_its_cells_by_status_and_the_stage_time_they_took():
     assert "(most: hum 10.0, bprmf 3.0, pop 1.0)" in line
     md = markdown(rows(recs), 6, tally(recs))
     assert line in md.split("## sample", 1)[1]
+
+
+def test_the_setup_column_names_only_what_ran():
+    """A graph cell aligned to template profiles ran no profile LLM: its setup names the
+    backend and the encoder, not profile.model. An hf backend did run that model."""
+    from recpipe.grid.collect import record
+
+    cell = next(c for c in plan(["sample"], ["lightgcn-con"], [1], "/nowhere"))
+    params = {"profile.backend": "template", "profile.model": "smollm2-135m",
+              "embed.model": "minilm"}
+    exp = {"state": "success", "params": params, "metrics": {}}
+    assert record(cell, exp, "").setup == "profile.backend=template, embed.model=minilm"
+    exp["params"] = {**params, "profile.backend": "hf"}
+    assert record(cell, exp, "").setup == ("profile.backend=hf, profile.model=smollm2-135m, "
+                                           "embed.model=minilm")

@@ -113,6 +113,14 @@ def read_full(repo: Path, rev: str | None, path: str) -> dict | None:
         return None
 
 
+def setup_line(keys, params: dict) -> str:
+    """`key=value, ...` of the setup params a cell ran with. The template profile backend
+    writes profiles without a language model, so its `profile.model` is left out: naming a
+    model that did not run would misreport the cell."""
+    skip = {"profile.model"} if params.get("profile.backend") == "template" else set()
+    return ", ".join(f"{k}={params[k]}" for k in keys if k in params and k not in skip)
+
+
 def record(cell: Cell, exp: dict | None, log: str, full: dict | None = None) -> Record:
     if cell.na:
         return Record(cell, "n/a", error=cell.na)
@@ -120,7 +128,7 @@ def record(cell: Cell, exp: dict | None, log: str, full: dict | None = None) -> 
         return Record(cell, "missing")
     state = {"success": "done"}.get(exp["state"], exp["state"])
     m = METHODS[cell.method]
-    setup = ", ".join(f"{k}={exp['params'][k]}" for k in m.setup if k in exp["params"])
+    setup = setup_line(m.setup, exp["params"])
     rec = Record(cell, state if state in ("done", "failed", "running", "queued") else "failed",
                  metrics=full or exp["metrics"].get(m.metrics, {}), setup=setup)
     res = parse_resources(log)
