@@ -231,3 +231,27 @@ def test_the_setup_column_names_only_what_ran():
     exp["params"] = {**params, "profile.backend": "hf"}
     assert record(cell, exp, "").setup == ("profile.backend=hf, profile.model=smollm2-135m, "
                                            "embed.model=minilm")
+
+
+def test_seeds_that_score_different_user_subsamples_are_all_paired():
+    """The LLM stages on a CPU draw their evaluated users with the seed. Each user counts with
+    the mean over the seeds that scored it, so three seeds' subsamples pool, not intersect."""
+    import numpy as np
+    import polars as pl
+
+    from recpipe.eval.significance import ttest_p
+    from recpipe.grid.units import seed_mean, versus
+
+    rng = np.random.default_rng(1)
+    subsets = {1: np.arange(0, 12), 2: np.arange(10, 22), 3: np.arange(20, 32)}  # 10, 11, 20, 21 twice
+    llm = {s: pl.DataFrame({"uid": u, "recall@20": rng.random(len(u))}) for s, u in subsets.items()}
+    base = [pl.DataFrame({"uid": np.arange(40), "recall@20": rng.random(40)}) for _ in range(3)]
+    mine, theirs = seed_mean(list(llm.values()), "recall@20"), seed_mean(base, "recall@20")
+    assert mine.height == 32  # the union; the intersection is empty
+    both = {10: (1, 2), 11: (1, 2), 20: (2, 3), 21: (2, 3)}
+    for uid, seeds in both.items():
+        want = np.mean([llm[s].filter(pl.col("uid") == uid)["recall@20"][0] for s in seeds])
+        assert mine.filter(pl.col("uid") == uid)["recall@20"][0] == pytest.approx(want)
+    p, n = versus(mine, theirs, "recall@20")
+    j = mine.join(theirs, on="uid", suffix="_b").sort("uid")
+    assert n == 32 and p == pytest.approx(ttest_p((j["recall@20"] - j["recall@20_b"]).to_numpy()))

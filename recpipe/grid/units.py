@@ -5,7 +5,7 @@ gaps. Every finished cell also wrote the evaluator's per-user table (`per_user.p
 path in the full metrics). The collector reads each one from the experiment through DVC's cache:
 
     units = read_units(repo, rev, "models/hellm/per_user.parquet")  # test rows, all domains
-    mean = seed_mean([units_s1, units_s2, units_s3], "recall@20")   # units every seed has
+    mean = seed_mean([units_s1, units_s2, units_s3], "recall@20")   # each unit over its seeds
     p, n = versus(mean_method, mean_baseline, "recall@20")          # paired t over common units
 
 A unit is a row of that table, keyed by `uid` (and `pos` where the protocol scores each
@@ -47,19 +47,18 @@ def _keys(df) -> list[str]:
 
 
 def seed_mean(frames: list, metric: str):
-    """One frame (keys + `metric`): the metric averaged over the seeds, on the units every
-    seed scored; None without frames or without the metric."""
+    """One frame (keys + `metric`): each unit's metric averaged over the seeds that scored it;
+    None without frames or without the metric. A stage that scores a user subsample draws it
+    with the seed, so three seeds of 100 users out of 2,000 share almost none: the units any
+    seed scored are kept (a full-coverage baseline covers them all), not only the common ones."""
     import polars as pl
 
     frames = [f for f in frames if f is not None and metric in f.columns]
     if not frames:
         return None
     keys = _keys(frames[0])
-    out = frames[0].select([*keys, pl.col(metric).alias("_0")])
-    for i, f in enumerate(frames[1:], 1):
-        out = out.join(f.select([*keys, pl.col(metric).alias(f"_{i}")]), on=keys, how="inner")
-    cols = [f"_{i}" for i in range(len(frames))]
-    return out.select([*keys, (pl.sum_horizontal(cols) / len(cols)).alias(metric)])
+    long = pl.concat([f.select([*keys, pl.col(metric).cast(pl.Float64)]) for f in frames])
+    return long.group_by(keys, maintain_order=True).agg(pl.col(metric).mean())
 
 
 def versus(a, b, metric: str) -> tuple[float | None, int]:
