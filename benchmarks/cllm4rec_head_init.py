@@ -85,9 +85,12 @@ def main() -> None:
     with torch.no_grad():
         d = torch.nn.functional.normalize(mean, dim=0)
         deprojected = rows - (rows @ d)[:, None] * d[None]
+    # the init's scores were computed once above: look the evaluated users' rows up
+    row = {int(u): i for i, u in enumerate(users)}
+    init = lambda u: scores[[row[int(x)] for x in u]]
     sides = {"MostPopular": lambda u: torch.from_numpy(count).expand(len(u), -1).clone(),
-             "init (reference)": scorer,
-             "init + log-count bias": lambda u: scorer(u) + bias}
+             "init (reference)": init,
+             "init + log-count bias": lambda u: init(u) + bias}
     out = [[name, *_valid(fn, data, cfg, users)] for name, fn in sides.items()]
     with torch.no_grad():
         rows.copy_(deprojected)
