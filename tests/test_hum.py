@@ -86,11 +86,11 @@ def test_the_embedding_is_the_emb_state_whatever_the_padding():
     seqs = [t.item(0), t.item(1)]
     ids, mask = t.pad(seqs)
     with torch.no_grad():
-        both = model.encode(torch.from_numpy(ids), torch.from_numpy(mask))
+        both = model.encode(torch.from_numpy(ids), torch.from_numpy(mask), 1)
         for r, s in enumerate(seqs):  # each alone, unpadded: the state at <|emb|>
             h = decoder(lm)(input_ids=torch.tensor([s])).last_hidden_state[0, len(s) - 2]
             assert torch.allclose(both[r], h, atol=1e-5)
-        assert torch.allclose(model.encode_all(seqs[::-1], t.pad, 1, "cpu"), both.flip(0), atol=1e-5)
+        assert torch.allclose(model.encode_all(seqs[::-1], t.pad, 1, "cpu", 1), both.flip(0), atol=1e-5)
 
 
 def test_training_samples_never_see_their_target_or_a_held_out_item(temporal):
@@ -302,7 +302,7 @@ def test_cosine_scores_normalise_every_embedding_and_bound_the_logits(temporal):
         model.eval()
         batch = [torch.from_numpy(x) for x in HUMBatches(data, texts, p, 4, seed=1).batch(np.arange(4))]
         with torch.no_grad():
-            u, v = model.encode(batch[0], batch[1]), model.encode(batch[2], batch[3])
+            u, v = model.encode(batch[0], batch[1], 0), model.encode(batch[2], batch[3], 1)
             items = item_vectors(model, texts, 16, "cpu")
         norms[score] = (u.norm(dim=1), v.norm(dim=1), items.norm(dim=1))
         if score == "cosine":
@@ -313,6 +313,41 @@ def test_cosine_scores_normalise_every_embedding_and_bound_the_logits(temporal):
     assert not torch.allclose(norms["dot"][2], torch.ones_like(norms["dot"][2]), atol=1e-2)
     with pytest.raises(ParamError, match=r"hum\.score.*cosine"):
         parse(HUMParams, {"score": "cos"}, prefix="hum")
+
+
+def test_centring_subtracts_each_sides_mean_state_before_scoring(temporal):
+    """hum.center=mean: the centres are the mean raw <|emb|> states of the sampled training
+    histories (users) and items, from the untrained encoder; every encoding (training and the
+    evaluation's cached vectors) has its side's centre removed before the cosine."""
+    from recpipe.hum.data import histories
+    from recpipe.hum.run import HUMBatches, build, fit, item_vectors
+
+    _, data = temporal
+    p = parse(HUMParams, {"model": "tiny-qwen2", "device": "cpu", "score": "cosine",
+                          "temperature": 0.05, "center": "mean", "center_samples": 40,
+                          "train_samples": 8, "eval_users": 10, "train": {"epochs": 1}},
+              prefix="hum")
+    model, _, texts = build(p, data, 1, "cpu")
+    assert not model.means.any()  # build leaves them at zero: nothing subtracted
+    b = HUMBatches(data, texts, p, 4, seed=1)
+    users = [texts.user(h) for h in histories(b.seqs, b.uid, b.pos, p.history)]
+    items = [texts.item(i) for i in range(data.n_items)]
+    model.fit_means(users, items[:40], texts.pad, 16, "cpu")
+    model.eval()
+    with torch.no_grad():
+        model.normalize = False
+        raw = item_vectors(model, texts, 16, "cpu") + model.means[1]
+        u_raw = model.encode_all(users, texts.pad, 16, "cpu", 0) + model.means[0]
+        model.normalize = True
+        assert torch.allclose(model.means[1], raw[:40].mean(0), atol=1e-4)
+        assert torch.allclose(model.means[0], u_raw.mean(0), atol=1e-4)
+        centred = torch.nn.functional.normalize(raw - model.means[1], dim=-1)
+        assert torch.allclose(item_vectors(model, texts, 16, "cpu"), centred, atol=1e-5)
+    # the stage's path sets them from the seeded samples, and the result reports through them
+    res = fit(data, p, __import__("recpipe.eval.protocol", fromlist=["resolve"]).resolve(None), 1)
+    assert res["model"].means.abs().sum() > 0 and res["test"].summary["units"] > 0
+    with pytest.raises(ParamError, match=r"hum\.center.*mean"):
+        parse(HUMParams, {"center": "median"}, prefix="hum")
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_lora_gradients(temporal):
@@ -361,7 +396,7 @@ def test_minilm_is_a_real_bidirectional_encoder_option(temporal):
     opt.step()
     assert torch.isfinite(loss) and any(not torch.equal(before[n], q) for n, q in
                                         model.named_parameters() if q.requires_grad)
-    assert model.encode(batch[0], batch[1]).shape == (4, 384)
+    assert model.encode(batch[0], batch[1], 0).shape == (4, 384)
 
 
 def test_baselines_are_scored_on_hums_samples_under_its_preset(temporal, tmp_path, monkeypatch):

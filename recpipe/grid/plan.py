@@ -64,6 +64,10 @@ class Method:
     setup: tuple[str, ...] = ()  # params shown as the cell's backbone / profile
 
 
+# the params a method's row names as its setup: the backbone, and for HUM its scoring
+SETUP = {"hellm": ("hellm.model",), "hum": ("hum.model", "hum.score", "hum.center")}
+
+
 def _methods() -> dict[str, Method]:
     out = {m: Method(f"baselines@{m}", f"metrics/{m}.json", "baselines",
                      f"models/baselines/{m}/metrics.json") for m in CLASSIC}
@@ -76,7 +80,7 @@ def _methods() -> dict[str, Method]:
     for m in ("mmhcl", "sasrec", "hellm", "hum"):
         out[m] = Method(m, f"metrics/{m}.json", m, f"models/{m}/metrics.json",
                         needs=("titles", "domains") if m == "hum" else (),
-                        setup=(f"{m}.model",) if m in ("hellm", "hum") else ())
+                        setup=SETUP.get(m, ()))
     out["cllm4rec"] = Method("cllm4rec_finetune", "metrics/cllm4rec.json", "cllm4rec",
                              "models/cllm4rec/metrics.json", setup=("cllm4rec.model",))
     return out

@@ -117,7 +117,7 @@ def item_vectors(model, texts: Texts, batch_size: int, device):
     model.eval()
     try:
         return model.encode_all([texts.item(i) for i in range(len(texts.titles))], texts.pad,
-                                batch_size, device)
+                                batch_size, device, 1)
     finally:
         model.train(was)
 
@@ -138,7 +138,7 @@ class HUMScorer:
         self.model.eval()
         try:
             u = self.model.encode_all([self.texts.user(h) for h in hist], self.texts.pad,
-                                      self.batch_size, self.device)
+                                      self.batch_size, self.device, 0)
         finally:
             self.model.train(was)
         return u @ self.items.T  # (B, n_items)
@@ -172,6 +172,14 @@ def fit(data, p, eval_cfg, seed: int, *, device: str = "cpu", ckpt=None, live=No
     if not len(batches):
         raise ParamError("hum: the training part has no sample (every user has a single "
                          "training interaction); a HUM sample needs an item before its target")
+    if p.center == "mean":  # the centres, from the untrained encoder (HUMParams.center)
+        rows = subsample(len(batches.uid), p.center_samples, seed, 5)
+        rows = np.arange(len(batches.uid)) if rows is None else rows
+        items = subsample(data.n_items, p.center_samples, seed, 6)
+        items = range(data.n_items) if items is None else items
+        users = histories(batches.seqs, batches.uid[rows], batches.pos[rows], p.history)
+        model.fit_means([texts.user(h) for h in users], [texts.item(i) for i in items],
+                        texts.pad, p.eval_batch_size, device)
     eval_users = subsample(data.n_users, p.eval_users, seed, 2)
     item_len = int(np.mean([len(texts.item(i)) for i in range(min(data.n_items, 1000))]))
     model.flops_per_token = train_flops_per_token(model.lm, item_len, head=False)
