@@ -255,3 +255,24 @@ def test_seeds_that_score_different_user_subsamples_are_all_paired():
     p, n = versus(mine, theirs, "recall@20")
     j = mine.join(theirs, on="uid", suffix="_b").sort("uid")
     assert n == 32 and p == pytest.approx(ttest_p((j["recall@20"] - j["recall@20_b"]).to_numpy()))
+
+
+def test_the_png_names_and_hatches_rows_scored_on_a_user_subsample(tmp_path):
+    """The LLM rows' means come from their seeds' user subsamples: the plot labels each with
+    its unit count and hatches it; full-coverage rows keep their plain names."""
+    import numpy as np
+    import polars as pl
+
+    from recpipe.grid.collect import Row, bar_labels, plot
+
+    def row(method, n):
+        units = None if n is None else pl.DataFrame({"uid": np.arange(n), "recall@20": np.ones(n)})
+        return Row("sample", method, "3/3", {"test/recall@20": (0.1, 0.01)}, {}, [], None, None,
+                   None, "", key="test/recall@20", units=units)
+
+    shown = [row("pop", 1902), row("hum", 270), row("bprmf", 1902), row("old", None)]
+    labels, part = bar_labels(shown)
+    assert labels == ["pop", "hum (n=270)", "bprmf", "old"] and part == [False, True, False, False]
+    assert bar_labels([row("pop", 5), row("ease", 5)])[1] == [False, False]
+    (path,) = plot({"sample": shown}, tmp_path)
+    assert path.read_bytes()[:4] == b"\x89PNG"

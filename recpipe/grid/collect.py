@@ -340,6 +340,16 @@ def markdown(table: dict[str, list[Row]], n_exps: int, tallies: dict[str, str] |
     return "\n".join(lines)
 
 
+def bar_labels(shown: list[Row]) -> tuple[list[str], list[bool]]:
+    """(label, whether the row scored a subsample) per row. A row scored on fewer units than
+    the dataset's fullest row (an LLM stage's seeded user subsample on a CPU) names its count
+    and is hatched: its mean is not over the same users as the full rows'."""
+    n = [0 if r.units is None else r.units.height for r in shown]
+    part = [0 < k < max(n, default=0) for k in n]
+    return [f"{r.method} (n={k:,})" if sub else r.method
+            for r, k, sub in zip(shown, n, part)], part
+
+
 def plot(table: dict[str, list[Row]], out: Path) -> list[Path]:
     """One PNG per dataset: the primary metric per method, mean with std bars."""
     import matplotlib
@@ -356,9 +366,14 @@ def plot(table: dict[str, list[Row]], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
         means = [r.values[key][0] for r in shown]
         errs = [r.values[key][1] or 0.0 for r in shown]
-        ax.barh([r.method for r in shown], means, xerr=errs, color="#4c72b0")
+        labels, part = bar_labels(shown)
+        bars = ax.barh(labels, means, xerr=errs, color="#4c72b0")
+        for bar, sub in zip(bars, part):
+            if sub:
+                bar.set(facecolor="#c6d3ea", hatch="//", edgecolor="#4c72b0")
         ax.invert_yaxis()
-        ax.set_xlabel(f"{key} (mean ± std over seeds)")
+        ax.set_xlabel(f"{key} (mean ± std over seeds)" + ("; hatched: a user subsample"
+                                                         if any(part) else ""))
         ax.set_title(ds)
         fig.tight_layout()
         path = out / f"leaderboard_all_{ds}.png"
