@@ -276,3 +276,24 @@ def test_the_png_names_and_hatches_rows_scored_on_a_user_subsample(tmp_path):
     assert bar_labels([row("pop", 5), row("ease", 5)])[1] == [False, False]
     (path,) = plot({"sample": shown}, tmp_path)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cell_queued_again_after_a_commit_is_collected_from_its_newest_experiment():
+    """`recpipe grid collect --commits N` reads `dvc exp show -n N`: the same cell name may sit
+    under two commits (its first run, then a rerun on new code); the newest one counts,
+    whichever commit `dvc exp show` lists first."""
+    from recpipe.grid.collect import experiments
+
+    def exp(name, when, recall):
+        data = {"timestamp": when, "params": {"params.yaml": {"data": {"hum": {"center": "mean"}}}},
+                "metrics": {"metrics/hum.json": {"data": {"test/recall@20": recall}}}}
+        return {"name": name, "revs": [{"rev": f"r{recall}", "name": name, "data": data}]}
+
+    old = {"rev": "c1", "experiments": [exp("sample-hum-s1", "2026-12-07T21:00:00", 0.02),
+                                        exp("sample-pop-s1", "2026-12-07T20:00:00", 0.05)]}
+    new = {"rev": "c2", "experiments": [exp("sample-hum-s1", "2026-12-08T03:00:00", 0.09)]}
+    for show in ([{"rev": "workspace"}, new, old], [{"rev": "workspace"}, old, new]):
+        got = experiments(show)
+        assert got["sample-hum-s1"]["metrics"]["metrics/hum.json"]["test/recall@20"] == 0.09
+        assert got["sample-hum-s1"]["rev"] == "r0.09" and got["sample-hum-s1"]["state"] == "success"
+        assert got["sample-pop-s1"]["params"]["hum.center"] == "mean"  # only under the old commit

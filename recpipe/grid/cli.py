@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="queue: requeue failed cells")
     p.add_argument("--dry-run", action="store_true", help="queue: print the commands only")
     p.add_argument("--out", default="reports", help="collect: the output folder")
+    p.add_argument("--commits", type=int, default=1, metavar="N",
+                   help="collect: read the experiments of the last N commits, each cell's newest "
+                        "(a grid whose queues spanned code commits); default 1, HEAD's only")
     p.set_defaults(fn=run)
 
 
@@ -84,7 +87,7 @@ def run(args) -> int:
         print(f"{n} cells to run, {len(cells) - n} n/a")
         return 0
     if args.action == "collect":
-        paths = write(collect(Path.cwd(), cells), Path(args.out))
+        paths = write(collect(Path.cwd(), cells, commits=args.commits), Path(args.out))
         print("\n".join(map(str, paths)))
         return 0
     if not args.dry_run and (missing := missing_outputs()):

@@ -1,7 +1,8 @@
 """Collect the grid's experiments into one leaderboard (reports/leaderboard_all.md and PNGs).
 
-Input: `dvc exp show --json` (every experiment of the commit the grid was queued from: its
-params, its metrics files and its executor's log) and the planned cells (recpipe/grid/plan.py).
+Input: `dvc exp show --json` (every experiment of the commit the grid was queued from, or of
+the last N commits with `commits=N`, each cell's newest: its params, its metrics files and its
+executor's log) and the planned cells (recpipe/grid/plan.py).
 Each cell becomes one record:
 
 - status: done | failed | queued | running | missing (planned, never queued) | n/a (reason);
@@ -61,7 +62,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def experiments(show: list) -> dict[str, dict]:
-    """{exp name: {state, params (flat), metrics {file: dict}, log}} from `dvc exp show --json`."""
+    """{exp name: {state, params (flat), metrics {file: dict}, log}} from `dvc exp show --json`.
+    A name found under several commits (a cell queued again after a code commit) keeps its
+    newest experiment, by the experiment's timestamp."""
     out = {}
     for base in show:
         for exp in base.get("experiments") or []:
@@ -77,9 +80,10 @@ def experiments(show: list) -> dict[str, dict]:
                        if isinstance(m, dict) and "data" in m}
             name = exp.get("name") or rev.get("name")
             log = (ex.get("local") or {}).get("log")
-            if name:
+            when = data.get("timestamp") or ""
+            if name and (name not in out or when > out[name]["timestamp"]):
                 out[name] = {"state": state, "params": params, "metrics": metrics, "log": log,
-                             "rev": rev.get("rev")}
+                             "rev": rev.get("rev"), "timestamp": when}
     return out
 
 
@@ -143,11 +147,13 @@ def record(cell: Cell, exp: dict | None, log: str, full: dict | None = None) -> 
     return rec
 
 
-def collect(repo: Path, cells: list[Cell], show: list | None = None) -> list[Record]:
-    """One Record per planned cell. `show`: a parsed `dvc exp show --json` (else it is run)."""
+def collect(repo: Path, cells: list[Cell], show: list | None = None,
+            commits: int = 1) -> list[Record]:
+    """One Record per planned cell. `show`: a parsed `dvc exp show --json` (else it is run,
+    over the last `commits` commits)."""
     if show is None:
-        res = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
-                             text=True, check=True)
+        res = subprocess.run(["dvc", "exp", "show", "--json", "-n", str(commits)], cwd=repo,
+                             capture_output=True, text=True, check=True)
         show = json.loads(res.stdout)
     exps = experiments(show)
     out = []
