@@ -260,9 +260,9 @@ def test_a_killed_stage_resumes_mid_epoch_to_the_uninterrupted_result(temporal, 
         assert torch.allclose(last_a[k], last_b[k], rtol=1e-6, atol=1e-8), k
 
 
-def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:
+def _ddp_run(processed, out, grad_accum: int, processes: int = 1, scoring: str = "") -> dict:
     script = str(ROOT / "tests" / "fixtures" / "hum_ddp.py")
-    cmd = [sys.executable, script, str(processed), str(out), str(grad_accum)]
+    cmd = [sys.executable, script, str(processed), str(out), str(grad_accum), *([scoring] if scoring else [])]
     if processes > 1:  # `accelerate launch` as a user types it; no GPU here, so CPU processes
         # joined over gloo (port 0: a free one, so runs beside this never collide)
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
@@ -275,13 +275,16 @@ def _ddp_run(processed, out, grad_accum: int, processes: int = 1) -> dict:
     return json.loads((out / "fit.json").read_text())
 
 
-def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(temporal, tmp_path):
+@pytest.mark.parametrize("scoring", ["", "centred"])
+def test_two_processes_keep_the_domain_weights_of_one_with_doubled_accumulation(temporal, tmp_path,
+                                                                                scoring):
     """2 gloo processes under `accelerate launch` (grad_accum 1) and 1 process (grad_accum 2):
     the per-domain sums are all-reduced before each update, so weights and losses agree to
-    1e-5."""
+    1e-5; with the reference's dot products and with the centred cosine (each process
+    estimates the same centres)."""
     processed, _ = temporal
-    one = _ddp_run(processed, tmp_path / "one", grad_accum=2)
-    two = _ddp_run(processed, tmp_path / "two", grad_accum=1, processes=2)
+    one = _ddp_run(processed, tmp_path / "one", grad_accum=2, scoring=scoring)
+    two = _ddp_run(processed, tmp_path / "two", grad_accum=1, processes=2, scoring=scoring)
     assert (one["world"], two["world"]) == (1, 2) and one["steps"] == two["steps"] == 2
     assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
     assert one["weights"] == pytest.approx(two["weights"], rel=1e-5, abs=1e-7)
